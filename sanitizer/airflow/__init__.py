@@ -1,0 +1,1 @@
+"""Airflow integration. The only part of ``sanitizer`` that imports Airflow."""

@@ -1,0 +1,234 @@
+"""Typed, validated configuration: one TOML file per dataset.
+
+Example (every key but ``dataset.name`` and ``dataset.label_column`` optional)::
+
+    [dataset]
+    name = "credit"
+    label_column = "label"
+    id_columns = ["customer_id"]
+    ignore_columns = ["ingested_at"]
+    suite = "../expectations/credit.json"   # relative to this file
+    reference = "reference.parquet"          # trusted data the checks are fitted on
+
+    [columns]                                # overrides dtype inference
+    categorical = ["zip_code"]
+    numeric = []
+
+    [policy]
+    mode = "batch"          # or "rows": pass clean rows, quarantine flagged ones
+    alpha = 0.01            # family-wise false-quarantine rate on clean batches
+
+    [suite_generation]
+    range_margin = 0.25     # widen reference min/max by this share of the range
+
+    [checks.schema]
+    severity = "quarantine"   # or "warn"
+    enabled = true
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sanitizer.errors import ConfigError
+
+Severity = Literal["quarantine", "warn"]
+Mode = Literal["batch", "rows"]
+SEVERITIES: tuple[str, ...] = ("quarantine", "warn")
+MODES: tuple[str, ...] = ("batch", "rows")
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """How one check runs: on/off, severity, and options passed to its constructor."""
+
+    enabled: bool = True
+    severity: Severity | None = None  # None: the check's own default
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    mode: Mode = "batch"
+    alpha: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"policy.mode: {self.mode!r} is not one of {', '.join(MODES)}")
+        if not (0.0 < self.alpha < 0.5):
+            raise ConfigError(f"policy.alpha: {self.alpha!r} must be between 0 and 0.5")
+
+
+@dataclass(frozen=True)
+class SuiteGenerationConfig:
+    range_margin: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.range_margin <= 10.0):
+            raise ConfigError(
+                f"suite_generation.range_margin: {self.range_margin!r} must be between 0 and 10"
+            )
+
+
+@dataclass(frozen=True)
+class SanitizerConfig:
+    """Everything needed to fit and run a sanitizer for one dataset."""
+
+    label_column: str
+    dataset: str = "default"
+    id_columns: tuple[str, ...] = ()
+    ignore_columns: tuple[str, ...] = ()
+    numeric_columns: tuple[str, ...] = ()
+    categorical_columns: tuple[str, ...] = ()
+    suite_path: Path | None = None
+    reference_path: Path | None = None
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    suite_generation: SuiteGenerationConfig = field(default_factory=SuiteGenerationConfig)
+    checks: Mapping[str, CheckConfig] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.label_column, str) or not self.label_column:
+            raise ConfigError("dataset.label_column: must be a non-empty string")
+        both = set(self.numeric_columns) & set(self.categorical_columns)
+        if both:
+            raise ConfigError(
+                f"columns: {', '.join(sorted(both))} listed as both numeric and categorical"
+            )
+        special = {self.label_column} | set(self.id_columns) | set(self.ignore_columns)
+        typed = (set(self.numeric_columns) | set(self.categorical_columns)) & special
+        if typed:
+            raise ConfigError(
+                f"columns: {', '.join(sorted(typed))} is the label, an id or ignored, "
+                "so it cannot be typed as a feature"
+            )
+        from sanitizer.checks import validate_check_configs
+
+        validate_check_configs(self.checks)
+
+    def check_config(self, name: str) -> CheckConfig:
+        return self.checks.get(name, CheckConfig())
+
+
+_TOP_KEYS = {"dataset", "columns", "policy", "suite_generation", "checks"}
+_DATASET_KEYS = {"name", "label_column", "id_columns", "ignore_columns", "suite", "reference"}
+
+
+def load_config(path: str | os.PathLike[str]) -> SanitizerConfig:
+    """Read and validate a TOML config; relative paths are resolved against its folder."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{p}: config file does not exist") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{p}: config path is a directory") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: config file is not valid UTF-8") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from exc
+    try:
+        return config_from_dict(raw, base_dir=p.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc
+
+
+def config_from_dict(raw: Mapping[str, Any], base_dir: Path | None = None) -> SanitizerConfig:
+    _no_unknown_keys(raw, _TOP_KEYS, "")
+    dataset = _table(raw, "dataset")
+    _no_unknown_keys(dataset, _DATASET_KEYS, "dataset.")
+    if "label_column" not in dataset:
+        raise ConfigError("dataset.label_column: required key is missing")
+    columns = _table(raw, "columns")
+    _no_unknown_keys(columns, {"numeric", "categorical"}, "columns.")
+    policy = _table(raw, "policy")
+    _no_unknown_keys(policy, {"mode", "alpha"}, "policy.")
+    generation = _table(raw, "suite_generation")
+    _no_unknown_keys(generation, {"range_margin"}, "suite_generation.")
+
+    def resolve(key: str) -> Path | None:
+        value = dataset.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"dataset.{key}: must be a path string")
+        path = Path(value)
+        return path if path.is_absolute() or base_dir is None else base_dir / path
+
+    return SanitizerConfig(
+        dataset=_str(dataset, "name", "dataset.", "default"),
+        label_column=_str(dataset, "label_column", "dataset.", ""),
+        id_columns=_str_list(dataset, "id_columns", "dataset."),
+        ignore_columns=_str_list(dataset, "ignore_columns", "dataset."),
+        numeric_columns=_str_list(columns, "numeric", "columns."),
+        categorical_columns=_str_list(columns, "categorical", "columns."),
+        suite_path=resolve("suite"),
+        reference_path=resolve("reference"),
+        policy=PolicyConfig(
+            mode=_str(policy, "mode", "policy.", "batch"),  # type: ignore[arg-type]
+            alpha=_number(policy, "alpha", "policy.", 0.01),
+        ),
+        suite_generation=SuiteGenerationConfig(
+            range_margin=_number(generation, "range_margin", "suite_generation.", 0.25)
+        ),
+        checks=_checks(_table(raw, "checks")),
+    )
+
+
+def _checks(raw: Mapping[str, Any]) -> dict[str, CheckConfig]:
+    out: dict[str, CheckConfig] = {}
+    for name, table in raw.items():
+        prefix = f"checks.{name}."
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"checks.{name}: must be a table")
+        options = {k: v for k, v in table.items() if k not in {"enabled", "severity"}}
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{prefix}enabled: must be true or false")
+        severity = table.get("severity")
+        if severity is not None and severity not in SEVERITIES:
+            raise ConfigError(
+                f"{prefix}severity: {severity!r} is not one of {', '.join(SEVERITIES)}"
+            )
+        out[name] = CheckConfig(enabled=enabled, severity=severity, options=options)
+    return out
+
+
+def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: must be a table")
+    return value
+
+
+def _no_unknown_keys(raw: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _str(raw: Mapping[str, Any], key: str, prefix: str, default: str) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str):
+        raise ConfigError(f"{prefix}{key}: must be a string, got {type(value).__name__}")
+    return value
+
+
+def _str_list(raw: Mapping[str, Any], key: str, prefix: str) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{prefix}{key}: must be a list of strings")
+    return tuple(value)
+
+
+def _number(raw: Mapping[str, Any], key: str, prefix: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{prefix}{key}: must be a number, got {type(value).__name__}")
+    return float(value)

@@ -1,0 +1,223 @@
+"""The structural data contract learned from the reference.
+
+Before any check runs, a batch must have the reference's columns, a label from
+the reference's label set, numbers where the reference has numbers, no infinite
+values, and nulls only where the reference has nulls. A batch that breaks this
+cannot be scored meaningfully: it is refused with an ``InputError`` listing every
+problem (the CLI exits 2; a scheduled run quarantines it as unreadable). Finer
+rules (ranges, category sets, anything a human adds) are the Great Expectations
+suite's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sanitizer.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sanitizer.config import SanitizerConfig
+
+MAX_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class DataContract:
+    label: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    ids: tuple[str, ...]
+    ignored: tuple[str, ...]
+    columns: tuple[str, ...]
+    label_classes: tuple[str, ...]
+    nullable: tuple[str, ...]
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    @classmethod
+    def from_reference(cls, reference: pd.DataFrame, config: SanitizerConfig) -> DataContract:
+        import pandas as pd
+
+        columns = [str(c) for c in reference.columns]
+        if config.label_column not in columns:
+            raise InputError(
+                f"reference has no label column {config.label_column!r} "
+                f"(columns: {_names(columns)})",
+                reason="invalid",
+            )
+        declared = (
+            set(config.id_columns)
+            | set(config.ignore_columns)
+            | set(config.numeric_columns)
+            | set(config.categorical_columns)
+        )
+        missing = sorted(declared - set(columns))
+        if missing:
+            raise ConfigError(f"columns named in the config are not in the reference: {missing}")
+        special = {config.label_column, *config.id_columns, *config.ignore_columns}
+        numeric: list[str] = []
+        categorical: list[str] = []
+        for col in columns:
+            if col in special:
+                continue
+            if col in config.numeric_columns:
+                values = pd.to_numeric(reference[col], errors="coerce")
+                bad = values.isna() & reference[col].notna()
+                if bad.any():
+                    raise InputError(
+                        f"reference column {col!r} is configured numeric but holds "
+                        f"{_examples(reference[col][bad])}",
+                        reason="invalid",
+                    )
+                numeric.append(col)
+            elif col in config.categorical_columns or not _is_numeric(reference[col]):
+                categorical.append(col)
+            else:
+                numeric.append(col)
+        label = reference[config.label_column]
+        if label.isna().any():
+            raise InputError(
+                f"reference label column {config.label_column!r} has missing values",
+                reason="invalid",
+            )
+        classes = tuple(sorted(set(label_keys(label))))
+        num_frame = reference[numeric].apply(pd.to_numeric, errors="coerce")
+        if len(numeric) and _isinf(num_frame).any().any():
+            raise InputError("reference has infinite values", reason="invalid")
+        nullable = tuple(c for c in columns if reference[c].isna().any())
+        return cls(
+            label=config.label_column,
+            numeric=tuple(numeric),
+            categorical=tuple(categorical),
+            ids=tuple(config.id_columns),
+            ignored=tuple(config.ignore_columns),
+            columns=tuple(columns),
+            label_classes=classes,
+            nullable=nullable,
+        )
+
+    def validate(self, batch: pd.DataFrame, *, path: str | None = None) -> None:
+        """Raise ``InputError`` naming every structural problem of ``batch``."""
+        import pandas as pd
+
+        problems: list[str] = []
+        names = [str(c) for c in batch.columns]
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise InputError(f"duplicate column names: {_names(dupes)}", path=path)
+        if self.label not in names:
+            raise InputError(
+                f"missing label column {self.label!r} (columns: {_names(names)})",
+                path=path,
+                reason="invalid",
+            )
+        missing = [c for c in self.columns if c not in names]
+        if missing:
+            problems.append(f"missing columns {_names(missing)}")
+        extra = [c for c in names if c not in self.columns]
+        if extra:
+            problems.append(f"unexpected columns {_names(extra)}")
+        for col in self.numeric:
+            if col not in names:
+                continue
+            raw = batch[col]
+            values = pd.to_numeric(raw, errors="coerce")
+            bad = values.isna() & raw.notna()
+            if bad.any():
+                problems.append(
+                    f"column {col!r} must be numeric but holds {_examples(raw[bad])} "
+                    f"({int(bad.sum())} rows)"
+                )
+                continue
+            inf = _isinf(values)
+            if inf.any():
+                problems.append(f"column {col!r} has infinite values at rows {_rows(inf)}")
+        for col in self.columns:
+            if col in names and col not in self.nullable:
+                nulls = batch[col].isna()
+                if nulls.any():
+                    problems.append(
+                        f"column {col!r} has missing values at rows {_rows(nulls)} "
+                        "(the reference has none)"
+                    )
+        label = batch[self.label]
+        if label.notna().all():
+            keys = label_keys(label)
+            unseen = sorted(set(keys) - set(self.label_classes))
+            if unseen:
+                problems.append(
+                    f"label {self.label!r} has values never seen in the reference: "
+                    f"{_names(unseen[:MAX_EXAMPLES])}"
+                )
+        if problems:
+            raise InputError("; ".join(problems), path=path, reason="invalid")
+
+    def prepare(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """A copy with numeric features as float64, categoricals as strings, labels as keys."""
+        import pandas as pd
+
+        out = pd.DataFrame(index=batch.index)
+        for col in self.numeric:
+            out[col] = pd.to_numeric(batch[col], errors="coerce").astype("float64")
+        for col in self.categorical:
+            out[col] = batch[col].astype(object).where(batch[col].notna(), None)
+            out[col] = out[col].map(lambda v: v if v is None else str(v))
+        out[self.label] = label_keys(batch[self.label])
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DataContract:
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        return cls(**fields)
+
+
+def label_keys(label: pd.Series) -> list[str]:
+    """Labels as strings, with integral floats written as integers (``1.0`` → ``"1"``)."""
+    import pandas as pd
+
+    if _is_numeric(label):
+        values = pd.to_numeric(label, errors="coerce")
+        if (values.dropna() % 1 == 0).all():
+            return [str(int(v)) if v == v else "nan" for v in values]
+        return [repr(float(v)) for v in values]
+    return [str(v) for v in label]
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
+
+
+def _isinf(values: Any) -> Any:
+    import numpy as np
+
+    return np.isinf(values.astype("float64"))
+
+
+def _rows(mask: pd.Series) -> str:
+    positions = [int(i) for i in mask.to_numpy().nonzero()[0]]
+    shown = ", ".join(map(str, positions[:MAX_EXAMPLES]))
+    return shown + (f" and {len(positions) - MAX_EXAMPLES} more" if len(positions) > 3 else "")
+
+
+def _examples(values: pd.Series) -> str:
+    uniq = list(dict.fromkeys(str(v) for v in values))[:MAX_EXAMPLES]
+    return ", ".join(repr(_short(v)) for v in uniq)
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(repr(_short(n)) for n in names)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,231 @@
+"""Great Expectations suites: generate from trusted data, load from JSON, validate quietly.
+
+Suites are plain GX 1.x JSON (``{"name", "expectations": [{"type", "kwargs", "meta"}],
+"meta"}``), so a human can edit them and GX tools can read them. Generating a suite
+needs no GX import; validating one imports GX lazily with its logs and progress
+bars silenced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sanitizer.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sanitizer.contract import DataContract
+
+NUMERIC_TYPES = [
+    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64", "Int8", "Int16", "Int32", "Int64", "Float32", "Float64",
+]  # fmt: skip
+MAX_VALUE_SET = 1000
+
+
+def generate_suite(
+    reference: pd.DataFrame, contract: DataContract, *, name: str, range_margin: float = 0.25
+) -> dict[str, Any]:
+    """A suite that a clean batch from the reference's distribution passes.
+
+    Numeric ranges are the reference's min/max widened by ``range_margin`` times the
+    range on each side: a batch as large as the reference exceeds the exact
+    reference max half the time, so a margin is needed to keep false alarms rare.
+    """
+    import pandas as pd
+
+    exps: list[dict[str, Any]] = [
+        _exp(
+            "expect_table_columns_to_match_set", column_set=list(contract.columns), exact_match=True
+        )
+    ]
+    for col in contract.columns:
+        series = reference[col]
+        if col not in contract.nullable:
+            exps.append(_exp("expect_column_values_to_not_be_null", column=col))
+        if col in contract.numeric:
+            exps.append(
+                _exp("expect_column_values_to_be_in_type_list", column=col, type_list=NUMERIC_TYPES)
+            )
+            values = pd.to_numeric(series, errors="coerce").dropna()
+            if len(values):
+                lo, hi = float(values.min()), float(values.max())
+                pad = range_margin * (hi - lo) if hi > lo else range_margin * max(abs(lo), 1.0)
+                exps.append(
+                    _exp(
+                        "expect_column_values_to_be_between",
+                        column=col,
+                        min_value=lo - pad,
+                        max_value=hi + pad,
+                        meta={"reference_min": lo, "reference_max": hi},
+                    )
+                )
+        elif col in contract.categorical or col == contract.label:
+            values = sorted({_plain(v) for v in series.dropna().unique()}, key=str)
+            if len(values) <= MAX_VALUE_SET:
+                exps.append(_exp("expect_column_values_to_be_in_set", column=col, value_set=values))
+    return {
+        "name": name,
+        "expectations": exps,
+        "meta": {"generated_by": "sanitizer suite init", "range_margin": range_margin},
+    }
+
+
+def load_suite(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a suite JSON file; ``ConfigError`` for anything that is not a usable suite."""
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{p}: suite file does not exist") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{p}: not a readable JSON suite ({exc})") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("expectations"), list):
+        raise ConfigError(f"{p}: a suite must be an object with an 'expectations' list")
+    for i, exp in enumerate(raw["expectations"]):
+        if not isinstance(exp, dict) or not isinstance(exp.get("type"), str):
+            raise ConfigError(f"{p}: expectations[{i}] has no 'type'")
+    raw.setdefault("name", p.stem)
+    return raw
+
+
+def suite_to_json(suite: dict[str, Any]) -> str:
+    return json.dumps(suite, indent=2, allow_nan=False) + "\n"
+
+
+def save_suite(suite: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(suite_to_json(suite), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """One expectation's result, reduced to what a report needs."""
+
+    type: str
+    column: str | None
+    success: bool
+    unexpected_rows: tuple[int, ...] = ()
+    unexpected_count: int | None = None
+    observed: Any = None
+    details: dict[str, Any] = field(default_factory=dict)
+    exception: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.type}({self.column})" if self.column else self.type
+
+
+def validate(frame: pd.DataFrame, suite: dict[str, Any]) -> list[ExpectationOutcome]:
+    """Validate ``frame`` (RangeIndex) against ``suite`` with GX; one outcome per expectation."""
+    gx_suite, expectations = _build_suite(suite)
+    with quiet_gx():
+        batch = _batch_definition().get_batch(batch_parameters={"dataframe": _for_gx(frame)})
+        result = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
+    outcomes = []
+    for res, exp in zip(result.results, expectations, strict=True):
+        r = dict(res.result or {})
+        info = res.exception_info or {}
+        exc = info.get("exception_message") if info.get("raised_exception") else None
+        outcomes.append(
+            ExpectationOutcome(
+                type=exp["type"],
+                column=exp.get("kwargs", {}).get("column"),
+                success=bool(res.success),
+                unexpected_rows=tuple(int(i) for i in r.get("unexpected_index_list") or ()),
+                unexpected_count=r.get("unexpected_count"),
+                observed=r.get("observed_value"),
+                details=dict(r.get("details") or {}),
+                exception=exc,
+            )
+        )
+    return outcomes
+
+
+def _build_suite(suite: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    with quiet_gx():
+        import great_expectations as gx
+
+        expectations = [dict(e) for e in suite["expectations"]]
+        built = []
+        for i, exp in enumerate(expectations):
+            try:
+                one = gx.ExpectationSuite(name="probe", expectations=[exp])
+            except Exception as exc:  # GX raises pydantic and its own errors here
+                raise ConfigError(f"suite expectation {i} ({exp['type']}): {_first(exc)}") from exc
+            if len(one.expectations) != 1:
+                raise ConfigError(f"suite expectation {i}: unknown type {exp['type']!r}")
+            built.append(one.expectations[0])
+        gx_suite = gx.ExpectationSuite(name=str(suite.get("name", "suite")), expectations=built)
+    return gx_suite, expectations
+
+
+def _for_gx(frame: pd.DataFrame) -> pd.DataFrame:
+    """GX 1.x does not recognise pandas 3's ``str`` dtype in type checks: hand it objects."""
+    import pandas as pd
+
+    out = frame.copy(deep=False)
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.StringDtype):
+            out[col] = out[col].astype(object)
+    return out.reset_index(drop=True)
+
+
+@cache
+def _batch_definition() -> Any:
+    with quiet_gx():
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        asset = context.data_sources.add_pandas("sanitizer").add_dataframe_asset("batch")
+        return asset.add_batch_definition_whole_dataframe("whole")
+
+
+@contextlib.contextmanager
+def quiet_gx() -> Iterator[None]:
+    """Silence GX's analytics, warnings, logs and progress output for the enclosed block."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    gx_logger = logging.getLogger("great_expectations")
+    old_level, old_propagate = gx_logger.level, gx_logger.propagate
+    gx_logger.setLevel(logging.CRITICAL + 1)
+    gx_logger.propagate = False
+    sink = io.StringIO()
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        gx_logger.setLevel(old_level)
+        gx_logger.propagate = old_propagate
+
+
+def _exp(type_: str, *, meta: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    return {"type": type_, "kwargs": kwargs, "meta": meta or {}}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars → Python scalars, so the suite is plain JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _first(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return " ".join(lines[:3]) if lines else type(exc).__name__

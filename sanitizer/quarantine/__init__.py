@@ -1,0 +1,1 @@
+"""Quarantine zones, lossless moves and the SQL ledger."""
