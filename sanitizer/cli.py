@@ -20,7 +20,6 @@ from sanitizer.errors import ConfigError, SanitizerError
 
 if TYPE_CHECKING:
     from sanitizer.config import SanitizerConfig
-    from sanitizer.engine import Sanitizer
 
 EXIT_PASS = 0
 EXIT_INTERNAL = 1
@@ -133,23 +132,20 @@ def _resolve_config(args: argparse.Namespace) -> tuple[SanitizerConfig, Path]:
     return config, reference
 
 
-def _fitted_sanitizer(args: argparse.Namespace) -> Sanitizer:
+def cmd_scan(args: argparse.Namespace) -> int:
+    from sanitizer.contract import DataContract
     from sanitizer.engine import Sanitizer
     from sanitizer.expectations import load_suite
     from sanitizer.io import read_table
 
     config, reference_path = _resolve_config(args)
-    suite_path = getattr(args, "suite", None) or config.suite_path
+    suite_path = args.suite or config.suite_path
     suite = load_suite(suite_path) if suite_path else None
+    batch = read_table(args.batch)
     reference = read_table(reference_path)
-    return Sanitizer(config=config, suite=suite).fit(reference)
-
-
-def cmd_scan(args: argparse.Namespace) -> int:
-    from sanitizer.io import read_table
-
-    batch = read_table(args.batch)  # read first: a bad batch fails before the slow fit
-    sanitizer = _fitted_sanitizer(args)
+    # Refuse a structurally broken batch before paying for fitting the checks.
+    DataContract.from_reference(reference, config).validate(batch, path=args.batch)
+    sanitizer = Sanitizer(config=config, suite=suite).fit(reference)
     report = sanitizer.scan(batch, path=args.batch)
     if args.json_report:
         _write_text(args.json_report, report.to_json(indent=2) + "\n")

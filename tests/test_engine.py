@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sanitizer import Sanitizer
+from sanitizer.checks.base import Check, CheckResult
+from sanitizer.config import CheckConfig, SanitizerConfig
+from sanitizer.errors import ConfigError, InputError, NotFittedError
+from sanitizer.table import Table
+
+
+class ExplodingCheck(Check):
+    name = "explodes_in_test"
+
+    def fit(self, reference: Table) -> Self:
+        self.fitted_ = True
+        return self
+
+    def run(self, batch: Table) -> CheckResult:
+        raise RuntimeError("boom")
+
+
+class FlagFirstRowCheck(Check):
+    """Flags row 0 and fails: lets tests see how severities combine."""
+
+    name = "flag_first_row_in_test"
+
+    def __init__(self, fail: bool = True) -> None:
+        self.fail = fail
+
+    def fit(self, reference: Table) -> Self:
+        self.fitted_ = True
+        return self
+
+    def run(self, batch: Table) -> CheckResult:
+        flags = np.zeros(len(batch), dtype=bool)
+        flags[0] = True
+        return self.result(
+            "fail" if self.fail else "pass",
+            "first row",
+            statistic=1.0,
+            p_value=0.001,
+            threshold=0.01,
+            row_scores=flags * 0.9,
+            row_flags=flags,
+            row_reasons={0: ("flag_first_row_in_test: first",)},
+        )
+
+
+def test_documented_api(reference: pd.DataFrame, clean_batch: pd.DataFrame) -> None:
+    s = Sanitizer(label_column="label", id_columns=("record_id",)).fit(reference)
+    report = s.scan(clean_batch)
+    assert report.verdict == "pass"
+    assert [c.name for c in report.checks] == ["schema"]
+    assert report.row_scores.index.equals(clean_batch.index)
+    assert list(report.flagged.columns) == [*clean_batch.columns, "reasons"]
+    d = report.to_dict()
+    assert set(d) >= {"verdict", "rows", "checks", "rows_flagged", "row_scores"}
+    assert set(d["checks"][0]) >= {
+        "name",
+        "status",
+        "statistic",
+        "p_value",
+        "threshold",
+        "flagged_rows",
+        "message",
+    }
+    assert len(d["row_scores"]) == d["rows"] == len(clean_batch)
+    json.dumps(d, allow_nan=False)
+
+
+def test_flagged_rows_keep_the_batch_index(fitted: Sanitizer, clean_batch: pd.DataFrame) -> None:
+    batch = clean_batch.copy()
+    batch.index = pd.RangeIndex(1000, 1000 + len(batch))
+    batch.loc[1003, "x0"] = 1e9
+    report = fitted.scan(batch)
+    assert report.verdict == "quarantine"
+    assert list(report.flagged.index) == [1003]
+    assert report.flagged.loc[1003, "reasons"] == (
+        "schema: expect_column_values_to_be_between(x0)",
+    )
+    assert report.row_scores[1003] == 1.0
+    assert report.to_dict()["rows_flagged"] == [
+        {"row": 3, "score": 1.0, "reasons": ["schema: expect_column_values_to_be_between(x0)"]}
+    ]
+
+
+def test_raising_check_is_recorded_as_error_and_quarantines(
+    reference: pd.DataFrame, clean_batch: pd.DataFrame
+) -> None:
+    s = Sanitizer(
+        label_column="label", id_columns=("record_id",), checks={"explodes_in_test": CheckConfig()}
+    ).fit(reference)
+    report = s.scan(clean_batch)
+    assert report.verdict == "quarantine"
+    err = report.checks[-1]
+    assert err.status == "error" and "RuntimeError: boom" in err.message
+    assert report.checks[0].status == "pass"
+
+
+def test_warn_severity_reports_but_does_not_quarantine(
+    reference: pd.DataFrame, clean_batch: pd.DataFrame
+) -> None:
+    cfg = {"flag_first_row_in_test": CheckConfig(severity="warn")}
+    report = (
+        Sanitizer(label_column="label", id_columns=("record_id",), checks=cfg)
+        .fit(reference)
+        .scan(clean_batch)
+    )
+    assert report.verdict == "pass"
+    assert report.checks[-1].status == "warn"
+    assert report.flagged.empty
+    assert report.row_scores.iloc[0] == pytest.approx(0.9)
+
+
+def test_quarantine_severity_quarantines(
+    reference: pd.DataFrame, clean_batch: pd.DataFrame
+) -> None:
+    cfg = {"flag_first_row_in_test": CheckConfig()}
+    report = (
+        Sanitizer(label_column="label", id_columns=("record_id",), checks=cfg)
+        .fit(reference)
+        .scan(clean_batch)
+    )
+    assert report.verdict == "quarantine"
+    assert report.flagged["reasons"].iloc[0] == ("flag_first_row_in_test: first",)
+
+
+def test_disabled_checks_do_not_run(reference: pd.DataFrame, clean_batch: pd.DataFrame) -> None:
+    cfg = {"flag_first_row_in_test": CheckConfig(), "schema": CheckConfig(enabled=False)}
+    s = Sanitizer(label_column="label", id_columns=("record_id",), checks=cfg).fit(reference)
+    assert [c.name for c in s.scan(clean_batch).checks] == ["flag_first_row_in_test"]
+    with pytest.raises(ConfigError, match="every check is disabled"):
+        Sanitizer(label_column="label", checks={"schema": CheckConfig(enabled=False)}).fit(
+            reference
+        )
+
+
+def test_errors_before_fit_and_on_bad_batches(fitted: Sanitizer, clean_batch: pd.DataFrame) -> None:
+    with pytest.raises(NotFittedError, match=r"call fit\(reference\)"):
+        Sanitizer(label_column="label").scan(clean_batch)
+    with pytest.raises(InputError, match="batch has no rows"):
+        fitted.scan(clean_batch.iloc[:0])
+    with pytest.raises(InputError, match="missing label column"):
+        fitted.scan(clean_batch.drop(columns=["label"]))
+    with pytest.raises(ConfigError, match="label_column is required"):
+        Sanitizer()
+
+
+def test_from_config_uses_the_suite_file(
+    tmp_path: Path, reference: pd.DataFrame, clean_batch: pd.DataFrame
+) -> None:
+    suite = {
+        "name": "tight",
+        "expectations": [
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "x0", "min_value": -0.1, "max_value": 0.1},
+            }
+        ],
+    }
+    (tmp_path / "tight.json").write_text(json.dumps(suite))
+    (tmp_path / "ds.toml").write_text(
+        '[dataset]\nname = "ds"\nlabel_column = "label"\nid_columns = ["record_id"]\nsuite = "tight.json"\n'
+    )
+    s = Sanitizer.from_config(tmp_path / "ds.toml").fit(reference)
+    report = s.scan(clean_batch)
+    assert report.dataset == "ds"
+    assert report.verdict == "quarantine"
+    assert report.checks[0].info["suite"] == "tight"
+
+
+def test_scan_does_not_modify_the_batch(fitted: Sanitizer, clean_batch: pd.DataFrame) -> None:
+    before = clean_batch.copy(deep=True)
+    fitted.scan(clean_batch)
+    pd.testing.assert_frame_equal(clean_batch, before)
+
+
+def test_config_and_kwargs_are_exclusive() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        Sanitizer("label", config=SanitizerConfig(label_column="label"))

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sanitizer.config import SanitizerConfig
+from sanitizer.contract import DataContract
+from sanitizer.errors import ConfigError
+from sanitizer.expectations import generate_suite, load_suite, save_suite, validate
+
+
+@pytest.fixture(scope="module")
+def suite(reference: pd.DataFrame, config: SanitizerConfig) -> dict:
+    contract = DataContract.from_reference(reference, config)
+    return generate_suite(reference, contract, name="demo")
+
+
+def test_generated_suite_covers_the_contract(suite: dict, reference: pd.DataFrame) -> None:
+    types = [e["type"] for e in suite["expectations"]]
+    assert types[0] == "expect_table_columns_to_match_set"
+    assert types.count("expect_column_values_to_not_be_null") == reference.shape[1]
+    ranges = {
+        e["kwargs"]["column"]: e["kwargs"]
+        for e in suite["expectations"]
+        if e["type"].endswith("between")
+    }
+    lo, hi = reference["x0"].min(), reference["x0"].max()
+    assert ranges["x0"]["min_value"] == pytest.approx(lo - 0.25 * (hi - lo))
+    sets = {
+        e["kwargs"]["column"]: e["kwargs"]["value_set"]
+        for e in suite["expectations"]
+        if e["type"].endswith("in_set")
+    }
+    assert sets["region"] == ["east", "north", "south", "west"]
+    assert sets["label"] == [0, 1]
+    json.dumps(suite, allow_nan=False)  # plain JSON
+
+
+def test_clean_batches_pass_generated_suite(suite: dict, parts: tuple) -> None:
+    for batch in parts[1:]:
+        assert all(o.success for o in validate(batch, suite))
+
+
+def test_failures_name_rows(suite: dict, clean_batch: pd.DataFrame) -> None:
+    bad = clean_batch.copy()
+    bad.loc[[3, 17], "x1"] = 1e9
+    bad.loc[8, "plan"] = "<script>"
+    failed = {o.label: o for o in validate(bad, suite) if not o.success}
+    assert set(failed) == {
+        "expect_column_values_to_be_between(x1)",
+        "expect_column_values_to_be_in_set(plan)",
+    }
+    assert failed["expect_column_values_to_be_between(x1)"].unexpected_rows == (3, 17)
+    assert failed["expect_column_values_to_be_in_set(plan)"].unexpected_rows == (8,)
+
+
+def test_save_load_round_trip(tmp_path: Path, suite: dict) -> None:
+    save_suite(suite, tmp_path / "s.json")
+    assert load_suite(tmp_path / "s.json") == suite
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not a readable JSON suite"),
+        ('{"name": "x"}', "'expectations' list"),
+        ('{"expectations": [{"kwargs": {}}]}', "has no 'type'"),
+    ],
+)
+def test_bad_suite_files(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "s.json").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_suite(tmp_path / "s.json")
+
+
+def test_unknown_or_invalid_expectations_are_config_errors(clean_batch: pd.DataFrame) -> None:
+    bogus = {"name": "b", "expectations": [{"type": "expect_the_moon", "kwargs": {}}]}
+    with pytest.raises(ConfigError, match="unknown type 'expect_the_moon'"):
+        validate(clean_batch, bogus)
+    bad_kwargs = {
+        "name": "b",
+        "expectations": [
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "x0", "min_value": "a"},
+            }
+        ],
+    }
+    with pytest.raises(ConfigError, match="suite expectation 0"):
+        validate(clean_batch, bad_kwargs)
+
+
+def test_validation_prints_nothing(
+    suite: dict, clean_batch: pd.DataFrame, capfd: pytest.CaptureFixture[str]
+) -> None:
+    validate(clean_batch.assign(x0=np.where(clean_batch.index == 1, 1e9, clean_batch["x0"])), suite)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
