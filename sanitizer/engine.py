@@ -72,8 +72,12 @@ class Sanitizer:
         contract = DataContract.from_reference(reference, self.config)
         table = Table(reference, contract)
         checks: list[tuple[Check, str]] = []
-        for name, cfg in self._enabled_checks():
-            check = self._build_check(name, cfg)
+        enabled = self._enabled_checks()
+        alpha_share = self.config.policy.alpha / max(
+            1, sum(_tests_at_alpha(n, c) for n, c in enabled)
+        )
+        for name, cfg in enabled:
+            check = self._build_check(name, cfg, alpha_share)
             severity = cfg.severity or check.default_severity
             started = time.perf_counter()
             check.fit(table)
@@ -94,14 +98,35 @@ class Sanitizer:
             raise ConfigError("checks: every check is disabled; enable at least one")
         return out
 
-    def _build_check(self, name: str, cfg: CheckConfig) -> Check:
+    def _build_check(self, name: str, cfg: CheckConfig, alpha_share: float) -> Check:
         from sanitizer.checks import create_check
 
         options = dict(cfg.options)
+        if _tests_at_alpha(name, cfg):
+            # Bonferroni: the quarantining tests share the policy's family-wise level.
+            options.setdefault("alpha", alpha_share)
+        elif _accepts_alpha(name):
+            options.setdefault("alpha", self.config.policy.alpha)  # warnings: the plain level
         if name == "schema":
             options.setdefault("suite", self.suite)
             options.setdefault("range_margin", self.config.suite_generation.range_margin)
         return create_check(name, options)
+
+    def add_history(self, accepted: pd.DataFrame) -> None:
+        """Tell history-aware checks (duplicates) about rows accepted since fitting."""
+        from sanitizer.table import Table
+
+        self._require_fitted()
+        self.contract_.validate(accepted)
+        table = Table(accepted, self.contract_)
+        for check, _ in self.checks_:
+            add = getattr(check, "add_history", None)
+            if callable(add):
+                add(table)
+
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "checks_"):
+            raise NotFittedError("Sanitizer is not fitted yet; call fit(reference) before scan()")
 
     # -- scanning ----------------------------------------------------------------
 
@@ -115,8 +140,7 @@ class Sanitizer:
         from sanitizer.report import ScanReport
         from sanitizer.table import Table
 
-        if not hasattr(self, "checks_"):
-            raise NotFittedError("Sanitizer is not fitted yet; call fit(reference) before scan()")
+        self._require_fitted()
         if len(batch) == 0:
             raise InputError("batch has no rows", path=path)
         self.contract_.validate(batch, path=path)
@@ -151,6 +175,7 @@ class Sanitizer:
                         r.row_reasons.get(int(pos), (f"{r.name}: flagged",))
                     )
         failed = any(r.failed for r in results)
+        clean = _clean_rows(results, n, mode=self.config.policy.mode)
         index = batch.index
         flagged_pos = np.flatnonzero(flags)
         flagged = batch.iloc[flagged_pos].copy()
@@ -160,6 +185,7 @@ class Sanitizer:
             checks=results,
             row_scores=pd.Series(scores, index=index, name="score"),
             flagged=flagged,
+            clean_rows=pd.Series(clean, index=index, name="clean"),
             dataset=self.config.dataset,
             mode=self.config.policy.mode,
         )
@@ -167,6 +193,44 @@ class Sanitizer:
     @property
     def policy(self) -> PolicyConfig:
         return self.config.policy
+
+
+def _clean_rows(results: list[CheckResult], n: int, *, mode: str) -> Any:
+    """Which rows may reach training.
+
+    ``batch`` mode: all of them if no check failed, none otherwise. ``rows`` mode:
+    the rows not flagged by a failing check; the whole batch is held back when a
+    failing check (or an error) cannot point at rows.
+    """
+    import numpy as np
+
+    failed = [r for r in results if r.failed]
+    if not failed:
+        return np.ones(n, dtype=bool)
+    if mode == "batch":
+        return np.zeros(n, dtype=bool)
+    bad = np.zeros(n, dtype=bool)
+    for r in failed:
+        if r.status == "error" or r.row_flags is None or not r.row_flags.any():
+            return np.zeros(n, dtype=bool)
+        bad |= r.row_flags
+    return ~bad
+
+
+def _tests_at_alpha(name: str, cfg: CheckConfig) -> bool:
+    """Does this check run a statistical test whose level is a share of the policy's alpha?"""
+    from sanitizer.checks import get_check_class
+
+    severity = cfg.severity or get_check_class(name).default_severity
+    return severity == "quarantine" and _accepts_alpha(name)
+
+
+def _accepts_alpha(name: str) -> bool:
+    import inspect
+
+    from sanitizer.checks import get_check_class
+
+    return "alpha" in inspect.signature(get_check_class(name).__init__).parameters
 
 
 def _apply_severity(result: CheckResult, severity: str) -> CheckResult:

@@ -26,6 +26,7 @@ class ScanReport:
     checks: list[CheckResult]
     row_scores: pd.Series
     flagged: pd.DataFrame
+    clean_rows: pd.Series  # bool, batch index: rows that may reach training (see mode)
     dataset: str = "default"
     mode: str = "batch"
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -50,6 +51,7 @@ class ScanReport:
             "verdict": self.verdict,
             "mode": self.mode,
             "rows": self.rows,
+            "rows_clean": int(self.clean_rows.sum()),
             "created_at": self.created_at,
             "checks": [c.to_dict() for c in self.checks],
             "rows_flagged": [

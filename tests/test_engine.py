@@ -10,7 +10,7 @@ import pytest
 
 from sanitizer import Sanitizer
 from sanitizer.checks.base import Check, CheckResult
-from sanitizer.config import CheckConfig, SanitizerConfig
+from sanitizer.config import CheckConfig, PolicyConfig, SanitizerConfig
 from sanitizer.errors import ConfigError, InputError, NotFittedError
 from sanitizer.table import Table
 
@@ -185,3 +185,78 @@ def test_scan_does_not_modify_the_batch(fitted: Sanitizer, clean_batch: pd.DataF
 def test_config_and_kwargs_are_exclusive() -> None:
     with pytest.raises(ConfigError, match="not both"):
         Sanitizer("label", config=SanitizerConfig(label_column="label"))
+
+
+def test_rows_mode_passes_clean_rows_only(
+    reference: pd.DataFrame, clean_batch: pd.DataFrame
+) -> None:
+    cfg = {"flag_first_row_in_test": CheckConfig()}
+    rows = Sanitizer(
+        label_column="label",
+        id_columns=("record_id",),
+        checks=cfg,
+        policy=PolicyConfig(mode="rows"),
+    )
+    report = rows.fit(reference).scan(clean_batch)
+    assert report.verdict == "quarantine"
+    assert not report.clean_rows.iloc[0] and report.clean_rows.iloc[1:].all()
+    assert report.to_dict()["rows_clean"] == len(clean_batch) - 1
+    batch = (
+        Sanitizer(label_column="label", id_columns=("record_id",), checks=cfg)
+        .fit(reference)
+        .scan(clean_batch)
+    )
+    assert not batch.clean_rows.any()
+
+
+def test_rows_mode_holds_back_everything_on_batch_level_failure(
+    reference: pd.DataFrame, clean_batch: pd.DataFrame
+) -> None:
+    cfg = {"explodes_in_test": CheckConfig()}
+    s = Sanitizer(
+        label_column="label",
+        id_columns=("record_id",),
+        checks=cfg,
+        policy=PolicyConfig(mode="rows"),
+    )
+    assert not s.fit(reference).scan(clean_batch).clean_rows.any()
+
+
+def test_alpha_is_shared_between_quarantining_tests(reference: pd.DataFrame) -> None:
+    cfg = {
+        "alpha_probe_in_test": CheckConfig(),
+        "alpha_probe_warn_in_test": CheckConfig(severity="warn"),
+    }
+    s = Sanitizer(
+        label_column="label", id_columns=("record_id",), checks=cfg, policy=PolicyConfig(alpha=0.02)
+    ).fit(reference)
+    alphas = {c.name: c.alpha for c, _ in s.checks_ if hasattr(c, "alpha")}
+    assert alphas == {"alpha_probe_in_test": 0.02, "alpha_probe_warn_in_test": 0.02}
+    cfg2 = {**cfg, "alpha_probe_warn_in_test": CheckConfig()}
+    s2 = Sanitizer(
+        label_column="label",
+        id_columns=("record_id",),
+        checks=cfg2,
+        policy=PolicyConfig(alpha=0.02),
+    ).fit(reference)
+    assert {c.name: c.alpha for c, _ in s2.checks_ if hasattr(c, "alpha")} == {
+        "alpha_probe_in_test": 0.01,
+        "alpha_probe_warn_in_test": 0.01,
+    }
+
+
+class AlphaProbe(Check):
+    name = "alpha_probe_in_test"
+
+    def __init__(self, alpha: float = 0.5) -> None:
+        self.alpha = alpha
+
+    def fit(self, reference: Table) -> Self:
+        return self
+
+    def run(self, batch: Table) -> CheckResult:
+        return self.result("pass", "ok")
+
+
+class AlphaProbeWarn(AlphaProbe):
+    name = "alpha_probe_warn_in_test"
