@@ -24,6 +24,14 @@ Example (every key but ``dataset.name`` and ``dataset.label_column`` optional)::
     [checks.schema]
     severity = "quarantine"   # or "warn"
     enabled = true
+
+    [storage]                    # only needed by ``sanitizer run`` and the quarantine store
+    root = "../store"            # fsspec URL (s3://bucket/prefix) or path relative to this file
+    ledger_url = "postgresql://user@host/db"   # default: SQLite file <root>/ledger.sqlite
+    max_file_bytes = 1073741824  # larger files are quarantined as ``too_large``, never loaded
+    settle_seconds = 60          # a file modified more recently is still being written
+    ready_marker_suffix = ".ready"   # optional: pick up ``b.csv`` only once ``b.csv.ready`` exists
+    claim_timeout_seconds = 3600 # a scan claim older than this may be taken over
 """
 
 from __future__ import annotations
@@ -76,6 +84,69 @@ class SuiteGenerationConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Where the zones and the ledger live (see docs/quarantine.md).
+
+    ``root`` is an fsspec URL (``s3://bucket/prefix``, ``file:///data``) or an
+    absolute local path; ``ledger_url`` a SQLAlchemy URL, by default a SQLite
+    file under a local root.
+    """
+
+    root: str
+    ledger_url: str | None = None
+    max_file_bytes: int = 1024**3
+    settle_seconds: float = 60.0
+    ready_marker_suffix: str | None = None
+    claim_timeout_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.root, str) or not self.root:
+            raise ConfigError("storage.root: must be a non-empty path or URL")
+        if self.ledger_url is not None and (
+            not isinstance(self.ledger_url, str) or "://" not in self.ledger_url
+        ):
+            raise ConfigError(
+                f"storage.ledger_url: {self.ledger_url!r} is not a SQLAlchemy URL "
+                "(e.g. postgresql://user@host/db or sqlite:////path/ledger.sqlite)"
+            )
+        if self.ledger_url is None and not self.is_local:
+            raise ConfigError(
+                f"storage.ledger_url: required when storage.root ({self.root}) is not local; "
+                "a SQLite ledger cannot live in object storage"
+            )
+        if isinstance(self.max_file_bytes, bool) or self.max_file_bytes <= 0:
+            raise ConfigError(
+                f"storage.max_file_bytes: {self.max_file_bytes!r} must be a positive integer"
+            )
+        if self.settle_seconds < 0:
+            raise ConfigError(f"storage.settle_seconds: {self.settle_seconds!r} must be >= 0")
+        if self.claim_timeout_seconds <= 0:
+            raise ConfigError(
+                f"storage.claim_timeout_seconds: {self.claim_timeout_seconds!r} must be > 0"
+            )
+        suffix = self.ready_marker_suffix
+        if suffix is not None and (
+            not suffix or "/" in suffix or "\\" in suffix or not suffix.isprintable()
+        ):
+            raise ConfigError(
+                f"storage.ready_marker_suffix: {suffix!r} must be a non-empty file-name suffix"
+            )
+
+    @property
+    def is_local(self) -> bool:
+        """True for a plain path or a ``file://`` URL."""
+        return "://" not in self.root or self.root.startswith("file://")
+
+    @property
+    def effective_ledger_url(self) -> str:
+        """``ledger_url``, or the default SQLite file ``<root>/ledger.sqlite``."""
+        if self.ledger_url:
+            return self.ledger_url
+        local = self.root.removeprefix("file://")
+        return f"sqlite:///{Path(local) / 'ledger.sqlite'}"
+
+
+@dataclass(frozen=True)
 class SanitizerConfig:
     """Everything needed to fit and run a sanitizer for one dataset."""
 
@@ -90,6 +161,7 @@ class SanitizerConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     suite_generation: SuiteGenerationConfig = field(default_factory=SuiteGenerationConfig)
     checks: Mapping[str, CheckConfig] = field(default_factory=dict)
+    storage: StorageConfig | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_column, str) or not self.label_column:
@@ -114,7 +186,15 @@ class SanitizerConfig:
         return self.checks.get(name, CheckConfig())
 
 
-_TOP_KEYS = {"dataset", "columns", "policy", "suite_generation", "checks"}
+_TOP_KEYS = {"dataset", "columns", "policy", "suite_generation", "checks", "storage"}
+_STORAGE_KEYS = {
+    "root",
+    "ledger_url",
+    "max_file_bytes",
+    "settle_seconds",
+    "ready_marker_suffix",
+    "claim_timeout_seconds",
+}
 _DATASET_KEYS = {"name", "label_column", "id_columns", "ignore_columns", "suite", "reference"}
 
 
@@ -176,6 +256,47 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: Path | None = None) -> Sa
             range_margin=_number(generation, "range_margin", "suite_generation.", 0.25)
         ),
         checks=_checks(_table(raw, "checks")),
+        storage=_storage(raw, base_dir),
+    )
+
+
+def _storage(raw: Mapping[str, Any], base_dir: Path | None) -> StorageConfig | None:
+    if "storage" not in raw:
+        return None
+    table = _table(raw, "storage")
+    _no_unknown_keys(table, _STORAGE_KEYS, "storage.")
+    if "root" not in table:
+        raise ConfigError("storage.root: required key is missing")
+    root = _str(table, "root", "storage.", "")
+    if not root:
+        raise ConfigError("storage.root: must be a non-empty path or URL")
+    if "://" not in root:
+        path = Path(root)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        root = str(path.absolute())
+    ledger_url = table.get("ledger_url")
+    if ledger_url is not None and not isinstance(ledger_url, str):
+        raise ConfigError(f"storage.ledger_url: must be a string, got {type(ledger_url).__name__}")
+    marker = table.get("ready_marker_suffix")
+    if marker is not None and not isinstance(marker, str):
+        raise ConfigError(
+            f"storage.ready_marker_suffix: must be a string, got {type(marker).__name__}"
+        )
+    max_bytes = table.get("max_file_bytes", StorageConfig.max_file_bytes)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+        raise ConfigError(
+            f"storage.max_file_bytes: must be an integer, got {type(max_bytes).__name__}"
+        )
+    return StorageConfig(
+        root=root,
+        ledger_url=ledger_url,
+        max_file_bytes=max_bytes,
+        settle_seconds=_number(table, "settle_seconds", "storage.", StorageConfig.settle_seconds),
+        ready_marker_suffix=marker,
+        claim_timeout_seconds=_number(
+            table, "claim_timeout_seconds", "storage.", StorageConfig.claim_timeout_seconds
+        ),
     )
 
 
