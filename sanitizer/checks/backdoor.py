@@ -1,0 +1,550 @@
+"""Backdoor check: trigger values that the batch ties to a label and the reference does not.
+
+A tabular backdoor (e.g. Tabdoor, 2023) sets one or two features to a fixed,
+rare-but-in-range value on a few percent of the rows and relabels them to a target
+class; the clean-label variant puts the trigger on rows that already carry the
+target label. Both leave the schema and the per-column ranges intact. Three
+signals, all vectorised:
+
+* **Point masses** (numeric features): a value repeated on many batch rows where
+  the reference has a continuous density. For every distinct value, Fisher's exact
+  test compares its batch count with its reference count (one-sided), and a finding
+  also needs ``min_fold`` times the reference frequency (so ordinary discrete
+  values under mild drift do not count). This catches the clean-label variant: the
+  labels do not change but the fixed value cannot hide.
+* **Label association** per cell (a categorical value, or a reference-quantile bin
+  of a numeric feature): for each (cell, class), Fisher's exact test of the batch's
+  share of that class in the cell against the reference's share in the same cell,
+  after re-weighting the reference counts by the batch/reference label prior ratio
+  (a prior shift moves every cell alike and is the drift check's business), with a
+  ``min_effect`` floor on the share difference.
+* **Spectral signatures** (Tran et al., 2018), per class: the batch's class rows,
+  whitened by the reference class covariance, projected on their top singular
+  direction; a planted sub-population dominates that direction. Reported as a
+  row-score component (capped below the score of rows in a significant cell) and,
+  per class, the top eigenvalue over its Marchenko–Pastur null edge in ``info``.
+
+Multiple testing: all Fisher tests are conditional on their margins, so Tarone's
+refinement of Bonferroni applies — only tests whose smallest attainable p-value
+could reach the level are counted (for a continuous column, only values that occur
+at least twice in batch ∪ reference), which keeps the correction small without
+giving up the family-wise guarantee. The batch p-value is the smallest p-value
+times that count.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
+
+import numpy as np
+
+from sanitizer.checks._features import FeatureEncoder
+from sanitizer.checks.base import Check, CheckResult, Status
+
+if TYPE_CHECKING:
+    from sanitizer.table import Table
+
+log = logging.getLogger(__name__)
+
+MAX_FINDINGS_IN_INFO = 20
+MAX_CATEGORIES = 200
+#: A point mass shared by more numeric columns than this is a copied row, not a trigger.
+MAX_TRIGGER_FEATURES = 3
+
+
+@dataclass(frozen=True)
+class _Finding:
+    kind: str  # "point_mass" | "label"
+    feature: str
+    cell: str  # "== 0.8731" or "in [0.81, 0.90]" or "== pro"
+    rows: np.ndarray  # batch positions it flags
+    in_cell: int
+    label: str
+    label_rows: int
+    ref_share: float
+    ref_rows: int
+    p_value: float
+
+
+class BackdoorCheck(Check):
+    """Trigger → label associations and point masses absent from the reference.
+
+    Options: ``alpha``; ``n_bins`` (reference-quantile bins per numeric feature);
+    ``min_rows`` (smallest number of batch rows a finding needs); ``min_fold``
+    (point mass: batch frequency over the reference's, add-one smoothed);
+    ``min_effect`` (label association: share difference); ``spectral`` (compute
+    spectral-signature row scores); ``max_reference_rows`` (subsample kept);
+    ``random_state``.
+    """
+
+    name = "backdoor"
+    default_severity = "quarantine"
+    description = "trigger values tied to a label in the batch but not in the reference"
+
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        n_bins: int = 50,
+        min_rows: int = 2,
+        min_fold: float = 5.0,
+        min_effect: float = 0.1,
+        spectral: bool = True,
+        max_reference_rows: int = 200_000,
+        random_state: int = 0,
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        if n_bins < 2:
+            raise ValueError("n_bins must be >= 2")
+        if min_rows < 2:
+            raise ValueError("min_rows must be >= 2")
+        self.alpha = alpha
+        self.n_bins = n_bins
+        self.min_rows = min_rows
+        self.min_fold = min_fold
+        self.min_effect = min_effect
+        self.spectral = spectral
+        self.max_reference_rows = max_reference_rows
+        self.random_state = random_state
+
+    # -- fitting -----------------------------------------------------------------
+
+    def fit(self, reference: Table) -> Self:
+        contract = reference.contract
+        self.classes_: tuple[str, ...] = contract.label_classes
+        lookup = {c: i for i, c in enumerate(self.classes_)}
+        n = len(reference)
+        keep = np.arange(n)
+        if n > self.max_reference_rows:
+            rng = np.random.default_rng(self.random_state)
+            keep = np.sort(rng.choice(n, self.max_reference_rows, replace=False))
+        y = np.array([lookup[v] for v in reference.labels[keep]], dtype=np.int64)
+        k = len(self.classes_)
+        self.prior_counts_ = np.bincount(y, minlength=k).astype(float)
+        self.numeric_: tuple[str, ...] = contract.numeric
+        self.ref_sorted_: list[np.ndarray] = []
+        self.edges_: list[np.ndarray] = []
+        self.bin_counts_: list[np.ndarray] = []
+        x = reference.numeric[keep]
+        for j in range(x.shape[1]):
+            missing = np.isnan(x[:, j])
+            srt = np.sort(x[~missing, j])
+            self.ref_sorted_.append(srt)
+            edges = _bin_edges(srt, self.n_bins)
+            self.edges_.append(edges)
+            cells = np.where(missing, -1, np.searchsorted(edges, x[:, j]))
+            self.bin_counts_.append(_cell_counts(cells, y, edges, k))
+        self.categorical_: tuple[str, ...] = contract.categorical
+        self.category_values_: list[tuple[str, ...]] = []
+        self.category_counts_: list[np.ndarray] = []
+        for cname in contract.categorical:
+            series = reference.prepared[cname].iloc[keep]
+            values = tuple(str(v) for v in series.value_counts().index[:MAX_CATEGORIES])
+            self.category_values_.append(values)
+            codes = _category_codes(series.to_numpy(dtype=object), values)
+            ok = codes >= 0
+            counts = np.bincount(codes[ok] * k + y[ok], minlength=len(values) * k)
+            self.category_counts_.append(counts.reshape(len(values), k).astype(float))
+        self.encoder_ = FeatureEncoder.fit(reference)
+        self.whiten_: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if self.spectral and self.encoder_.n_features:
+            enc = reference.encoded(self.encoder_)[keep]
+            for c in range(k):
+                rows = enc[y == c]
+                if len(rows) > enc.shape[1] + 2:
+                    self.whiten_[c] = _whitening(rows)
+        return self
+
+    # -- scanning ----------------------------------------------------------------
+
+    def run(self, batch: Table) -> CheckResult:
+        self._require_fitted("classes_", "ref_sorted_", "category_counts_", "whiten_")
+        n = len(batch)
+        k = len(self.classes_)
+        lookup = {c: i for i, c in enumerate(self.classes_)}
+        y = np.fromiter((lookup.get(v, -1) for v in batch.labels), dtype=np.int64, count=n)
+        batch_prior = np.bincount(y[y >= 0], minlength=k).astype(float)
+        # Reference counts re-weighted to the batch's label prior (smoothed).
+        weight = ((batch_prior + 0.5) / (batch_prior.sum() + 0.5 * k)) / (
+            (self.prior_counts_ + 0.5) / (self.prior_counts_.sum() + 0.5 * k)
+        )
+        tests: list[_Tests] = []
+        x = batch.numeric
+        for j, name in enumerate(self.numeric_):
+            tests.append(self._point_masses(name, j, x))
+            cells = np.searchsorted(self.edges_[j], x[:, j])
+            cells = np.where(np.isnan(x[:, j]), -1, cells)
+            tests.append(
+                self._label_tests(name, cells, y, self.bin_counts_[j], weight, self._bin_names(j))
+            )
+        for name, values, counts in zip(
+            self.categorical_, self.category_values_, self.category_counts_, strict=True
+        ):
+            codes = _category_codes(batch.prepared[name].to_numpy(dtype=object), values)
+            tests.append(
+                self._label_tests(name, codes, y, counts, weight, [f"== {v}" for v in values])
+            )
+        # Two families (point masses, label associations), each with half of alpha
+        # and its own Tarone count, so the many label cells do not dilute the few
+        # point-mass candidates.
+        p_all = np.concatenate([t.p for t in tests]) if tests else np.zeros(0)
+        effect_ok = np.concatenate([t.effect_ok for t in tests]) if tests else np.zeros(0, bool)
+        adjusted = np.ones(len(p_all))
+        counted: dict[str, int] = {}
+        for kind in ("point_mass", "label"):
+            in_family = (
+                np.concatenate([np.full(len(t.p), t.kind == kind) for t in tests])
+                if tests
+                else np.zeros(0, bool)
+            )
+            pmin = np.concatenate([t.p_min for t in tests if t.kind == kind] or [np.zeros(0)])
+            counted[kind] = _tarone_count(pmin, self.alpha / 2)
+            adjusted[in_family] = np.minimum(1.0, 2 * counted[kind] * p_all[in_family])
+        n_tests = sum(counted.values())
+        p_batch = float(adjusted[effect_ok].min()) if effect_ok.any() else 1.0
+
+        scores = np.zeros(n)
+        flags = np.zeros(n, dtype=bool)
+        reasons: dict[int, list[str]] = {}
+        findings: list[_Finding] = []
+        offset = 0
+        for t in tests:
+            for i, finding in t.findings.items():
+                adj = adjusted[offset + i]
+                rows = finding.rows(y)
+                scores[rows] = np.maximum(scores[rows], 1.0 - adj)
+                if adj < self.alpha:
+                    f = finding.materialise(rows, float(p_all[offset + i]), self.classes_, y)
+                    findings.append(f)
+                    flags[rows] = True
+                    text = _reason(f)
+                    for r in rows:
+                        reasons.setdefault(int(r), []).append(text)
+            offset += len(t.p)
+        spectral_info: dict[str, float] = {}
+        if self.whiten_:
+            spec, spectral_info = self._spectral(batch, y)
+            # Spectral evidence alone ranks below any row of a significant finding.
+            scores = np.maximum(scores, 0.5 * spec)
+        scores = np.clip(scores, 0.0, 1.0)
+        findings.sort(key=lambda f: f.p_value)
+        status: Status = "fail" if p_batch < self.alpha else "pass"
+        if findings:
+            message = f"{len(findings)} suspected trigger(s); " + "; ".join(
+                _reason(f).removeprefix("backdoor: ") for f in findings[:3]
+            )
+        else:
+            message = f"no trigger-like value or value→label association ({n_tests} tests counted)"
+        return self.result(
+            status,
+            message,
+            statistic=float(len(findings)),
+            p_value=min(1.0, max(0.0, p_batch)),
+            threshold=self.alpha,
+            row_scores=scores,
+            row_flags=flags,
+            row_reasons={r: tuple(v[:5]) for r, v in reasons.items()},
+            severity=self.default_severity,
+            info={
+                "tests_counted": counted,
+                "findings": [_finding_info(f) for f in findings[:MAX_FINDINGS_IN_INFO]],
+                "spectral_top_eigenvalue_ratio": spectral_info,
+            },
+        )
+
+    def _bin_names(self, j: int) -> list[str]:
+        srt = self.ref_sorted_[j]
+        edges = self.edges_[j]
+        lo = np.concatenate([[srt[0] if len(srt) else -np.inf], edges])
+        hi = np.concatenate([edges, [srt[-1] if len(srt) else np.inf]])
+        return [f"in [{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi, strict=True)]
+
+    def _point_masses(self, name: str, j: int, x_all: np.ndarray) -> _Tests:
+        from scipy.stats import hypergeom
+
+        col = x_all[:, j]
+        vals = col[~np.isnan(col)]
+        n_b = len(vals)
+        srt = self.ref_sorted_[j]
+        m = len(srt)
+        uniq, inverse, counts = np.unique(vals, return_inverse=True, return_counts=True)
+        ref_counts = np.searchsorted(srt, uniq, side="right") - np.searchsorted(
+            srt, uniq, side="left"
+        )
+        total = counts + ref_counts
+        cand = np.flatnonzero((total >= 2) & (counts >= 1))
+        c, r, t = counts[cand], ref_counts[cand], total[cand]
+        p_min = _hyper_max_pmf(np.full_like(t, n_b + m), t, np.full_like(t, n_b))
+        fold = (c / max(n_b, 1)) / ((r + 1) / (m + 1))
+        effect_ok = (c >= self.min_rows) & (fold >= self.min_fold)
+        # Only tests that can become findings need their exact p-value.
+        p = np.ones(len(cand))
+        p[effect_ok] = hypergeom.sf(c[effect_ok] - 1, n_b + m, t[effect_ok], n_b)
+        positions = np.flatnonzero(~np.isnan(col))
+        findings: dict[int, _Lazy] = {}
+        for i in np.flatnonzero(effect_ok):
+            u = cand[i]
+            member = positions[inverse == u]
+            if _duplicate_rows(x_all[member]):
+                # Whole-row copies are the duplicates check's finding, not a trigger.
+                effect_ok[i] = False
+                p[i] = 1.0
+                continue
+            findings[int(i)] = _Lazy(
+                kind="point_mass",
+                feature=name,
+                cell=f"== {uniq[u]:.6g}",
+                member=member,
+                label=-1,
+                ref_rows=int(r[i]),
+                ref_share=self._bin_share(j, float(uniq[u])),
+            )
+        return _Tests("point_mass", p=p, p_min=p_min, effect_ok=effect_ok, findings=findings)
+
+    def _label_tests(
+        self,
+        name: str,
+        cells: np.ndarray,
+        y: np.ndarray,
+        ref_counts: np.ndarray,
+        weight: np.ndarray,
+        cell_names: list[str],
+    ) -> _Tests:
+        return _label_tests(
+            name, cells, y, ref_counts, weight, cell_names, self.min_rows, self.min_effect
+        )
+
+    def _bin_share(self, j: int, value: float) -> np.ndarray:
+        counts = self.bin_counts_[j][int(np.searchsorted(self.edges_[j], value))]
+        return (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
+
+    def _spectral(self, batch: Table, y: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        from scipy.stats import chi2
+
+        z_all = batch.encoded(self.encoder_)
+        out = np.zeros(len(batch))
+        info: dict[str, float] = {}
+        for c, (mean, w) in self.whiten_.items():
+            rows = np.flatnonzero(y == c)
+            if len(rows) < 3:
+                continue
+            z = (z_all[rows] - mean) @ w
+            z -= z.mean(axis=0)
+            cov = z.T @ z / len(rows)
+            evals, evecs = np.linalg.eigh(cov)
+            top = evecs[:, -1]
+            proj = (z @ top) ** 2
+            d = w.shape[1]
+            edge = (1.0 + np.sqrt(d / len(rows))) ** 2
+            info[self.classes_[c]] = float(evals[-1] / edge)
+            out[rows] = chi2.cdf(proj / max(evals[-1], 1e-12), df=1)
+        return out, info
+
+
+@dataclass
+class _Lazy:
+    """A test's cell, turned into a ``_Finding`` only when it is significant."""
+
+    kind: str
+    feature: str
+    cell: str
+    member: np.ndarray  # batch positions in the cell (point mass) …
+    label: int  # … or the over-represented class (label association)
+    ref_rows: int
+    ref_share: np.ndarray
+
+    def rows(self, y: np.ndarray) -> np.ndarray:
+        if self.kind == "point_mass":
+            return self.member
+        return self.member[y[self.member] == self.label]
+
+    def materialise(
+        self, rows: np.ndarray, p: float, classes: tuple[str, ...], y: np.ndarray
+    ) -> _Finding:
+        if self.kind == "point_mass":
+            labels = y[rows]
+            counts = np.bincount(labels[labels >= 0], minlength=len(classes))
+            top = int(np.argmax(counts)) if len(counts) else 0
+            return _Finding(
+                kind=self.kind,
+                feature=self.feature,
+                cell=self.cell,
+                rows=rows,
+                in_cell=len(rows),
+                label=classes[top] if classes else "",
+                label_rows=int(counts[top]) if len(counts) else 0,
+                ref_share=float(self.ref_share[top]) if len(self.ref_share) else float("nan"),
+                ref_rows=self.ref_rows,
+                p_value=p,
+            )
+        return _Finding(
+            kind=self.kind,
+            feature=self.feature,
+            cell=self.cell,
+            rows=rows,
+            in_cell=len(self.member),
+            label=classes[self.label],
+            label_rows=len(rows),
+            ref_share=float(self.ref_share[self.label]),
+            ref_rows=self.ref_rows,
+            p_value=p,
+        )
+
+
+@dataclass
+class _Tests:
+    kind: str
+    p: np.ndarray
+    p_min: np.ndarray
+    effect_ok: np.ndarray
+    findings: dict[int, _Lazy]
+
+
+def _label_tests(
+    name: str,
+    cells: np.ndarray,
+    y: np.ndarray,
+    ref_counts: np.ndarray,
+    weight: np.ndarray,
+    cell_names: list[str],
+    min_rows: int,
+    min_effect: float,
+) -> _Tests:
+    """Fisher tests of each (cell, class): batch share above the prior-adjusted reference."""
+    from scipy.stats import hypergeom
+
+    k = ref_counts.shape[1]
+    n_cells = ref_counts.shape[0]
+    ok = (cells >= 0) & (cells < n_cells) & (y >= 0)
+    b = np.bincount(cells[ok] * k + y[ok], minlength=n_cells * k).reshape(n_cells, k)
+    b_tot = b.sum(axis=1)
+    r_tot = ref_counts.sum(axis=1)
+    adj = ref_counts * weight
+    with np.errstate(invalid="ignore", divide="ignore"):
+        adj = np.where(r_tot[:, None] > 0, adj / adj.sum(axis=1, keepdims=True), 0.0)
+    r = np.rint(adj * r_tot[:, None]).astype(np.int64)
+    r = np.minimum(r, r_tot[:, None])
+    big_n = (b_tot + r_tot)[:, None]
+    succ = b + r
+    draws = np.broadcast_to(b_tot[:, None], b.shape)
+    p_min = _hyper_max_pmf(big_n.repeat(k, axis=1), succ, draws).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share_b = np.where(b_tot[:, None] > 0, b / np.maximum(b_tot[:, None], 1), 0.0)
+        share_r = (r + 0.5) / (r_tot[:, None] + 1.0)
+    effect_ok = ((b >= min_rows) & (r_tot[:, None] > 0) & (share_b - share_r >= min_effect)).ravel()
+    p = np.ones(n_cells * k)
+    if effect_ok.any():
+        sel = effect_ok.reshape(n_cells, k)
+        p[effect_ok] = hypergeom.sf(b[sel] - 1, big_n.repeat(k, axis=1)[sel], succ[sel], draws[sel])
+    p = np.where(np.isfinite(p), p, 1.0)
+    findings: dict[int, _Lazy] = {}
+    valid = np.flatnonzero(ok)
+    for idx in np.flatnonzero(effect_ok):
+        cell, cls = divmod(int(idx), k)
+        findings[int(idx)] = _Lazy(
+            kind="label",
+            feature=name,
+            cell=cell_names[cell] if cell < len(cell_names) else f"cell {cell}",
+            member=valid[cells[valid] == cell],
+            label=cls,
+            ref_rows=int(r_tot[cell]),
+            ref_share=(ref_counts[cell] + 0.5) / (r_tot[cell] + 0.5 * k),
+        )
+    return _Tests("label", p=p, p_min=p_min, effect_ok=effect_ok, findings=findings)
+
+
+def _hyper_max_pmf(total: np.ndarray, successes: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """P(X = its largest possible value) for X ~ Hypergeom(total, successes, draws).
+
+    The smallest p-value a one-sided (upper) Fisher test can attain given its margins.
+    """
+    from scipy.special import gammaln
+
+    def log_comb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.asarray(gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1))
+
+    total = np.asarray(total, dtype=float)
+    successes = np.asarray(successes, dtype=float)
+    draws = np.asarray(draws, dtype=float)
+    x = np.minimum(successes, draws)
+    log_p = log_comb(successes, x) + log_comb(total - successes, draws - x) - log_comb(total, draws)
+    return np.clip(np.exp(log_p), 0.0, 1.0)
+
+
+def _duplicate_rows(rows: np.ndarray) -> bool:
+    """True when the rows agree on most numeric columns (copies rather than a trigger)."""
+    if rows.shape[1] <= MAX_TRIGGER_FEATURES:
+        return False
+    same = np.all((rows == rows[:1]) | (np.isnan(rows) & np.isnan(rows[:1])), axis=0)
+    return int(same.sum()) > max(MAX_TRIGGER_FEATURES, rows.shape[1] // 2)
+
+
+def _tarone_count(p_min: np.ndarray, alpha: float) -> int:
+    """Tarone's correction factor: the smallest K with #{p_min <= alpha / K} <= K."""
+    srt = np.sort(p_min)
+    ks = np.arange(1, len(srt) + 1)
+    ok = np.searchsorted(srt, alpha / ks, side="right") <= ks
+    return int(ks[np.argmax(ok)]) if ok.any() else max(len(srt), 1)
+
+
+def _bin_edges(sorted_values: np.ndarray, n_bins: int) -> np.ndarray:
+    """Inner bin edges: one bin per value for discrete columns, else reference quantiles."""
+    if len(sorted_values) == 0:
+        return np.zeros(0)
+    uniq = np.unique(sorted_values)
+    if len(uniq) <= n_bins:
+        return (uniq[1:] + uniq[:-1]) / 2.0
+    qs = np.quantile(sorted_values, np.linspace(0, 1, n_bins + 1)[1:-1])
+    return np.unique(qs)
+
+
+def _cell_counts(cells: np.ndarray, y: np.ndarray, edges: np.ndarray, k: int) -> np.ndarray:
+    n_cells = len(edges) + 1
+    ok = cells >= 0
+    counts = np.bincount(cells[ok] * k + y[ok], minlength=n_cells * k)[: n_cells * k]
+    return counts.reshape(n_cells, k).astype(float)
+
+
+def _category_codes(values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
+    import pandas as pd
+
+    return np.asarray(pd.Categorical(values, categories=list(categories)).codes, dtype=np.int64)
+
+
+def _whitening(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = rows.mean(axis=0)
+    cov = np.cov(rows, rowvar=False).reshape(rows.shape[1], rows.shape[1])
+    evals, evecs = np.linalg.eigh(cov)
+    floor = max(float(evals.max()) * 1e-6, 1e-6)
+    keep = evals > floor
+    w = evecs[:, keep] / np.sqrt(evals[keep])
+    return mean, w
+
+
+def _reason(f: _Finding) -> str:
+    if f.kind == "point_mass":
+        return (
+            f"backdoor: {f.feature} {f.cell} on {f.in_cell} rows, {f.label_rows}/{f.in_cell} "
+            f"labelled {f.label} (reference: {f.ref_rows} rows with this exact value, "
+            f"{f.ref_share:.0%} labelled {f.label} in this bin)"
+        )
+    return (
+        f"backdoor: {f.feature} {f.cell} on {f.in_cell} rows, {f.label_rows}/{f.in_cell} "
+        f"labelled {f.label} (reference: {f.ref_share:.0%} in this bin)"
+    )
+
+
+def _finding_info(f: _Finding) -> dict[str, object]:
+    return {
+        "kind": f.kind,
+        "feature": f.feature,
+        "cell": f.cell,
+        "rows": f.in_cell,
+        "label": f.label or None,
+        "label_rows": f.label_rows,
+        "reference_share": f.ref_share,
+        "reference_rows": f.ref_rows,
+        "p_value": f.p_value,
+    }

@@ -1,0 +1,279 @@
+"""Outlier check: rows unlike anything in the reference, even inside every column's range.
+
+A per-column range check cannot see an *in-range* outlier: a row whose every value
+is ordinary but whose combination is not (e.g. each column drawn independently
+from its reference marginal, which breaks the correlations and the class
+clusters). This check models the joint density of the shared ``FeatureEncoder``
+features with a Gaussian mixture (full covariances, number of components chosen by
+BIC), i.e. a robust-to-multimodality Mahalanobis distance, and scores each row by
+its negative log-density.
+
+Calibration is split-conformal: the mixture is fitted on one part of the reference
+and the scores of the held-out part (``calibration_fraction``) define the row
+score (the share of held-out reference rows that are *less* novel, in [0, 1]) and
+the flagging thresholds (their ``levels`` quantiles). Because the threshold is an
+order statistic of ``m`` exchangeable held-out scores, the exceedance probability
+of a clean row is ``Beta(j, m - j + 1)`` distributed (``j`` held-out rows at or
+above it), so the number of flagged clean rows in a batch of ``n`` is
+beta-binomial: the batch p-value is that exact one-sided tail (the binomial test
+widened by the calibration's own uncertainty, so large batches are not
+over-flagged by an unlucky threshold). Several levels are tested and combined with
+Bonferroni.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Self
+
+import numpy as np
+
+from sanitizer.checks._features import FeatureEncoder
+from sanitizer.checks.base import Check, CheckResult, Status
+
+if TYPE_CHECKING:
+    from sklearn.mixture import GaussianMixture
+
+    from sanitizer.table import Table
+
+log = logging.getLogger(__name__)
+
+MAX_REASON_ROWS = 1000
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random split of ``range(n)`` into (fit, held-out) with ``fraction`` held out."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_out = round(n * fraction)
+    n_out = min(max(n_out, 1 if n > 1 else 0), n - 1) if n > 1 else 0
+    return np.sort(order[n_out:]), np.sort(order[:n_out])
+
+
+def subsample(idx: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    if len(idx) <= limit:
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, size=limit, replace=False))
+
+
+def calibrated_percentile(calibration_sorted: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Share of calibration scores strictly below each score (0..1)."""
+    m = len(calibration_sorted)
+    if m == 0:
+        return np.zeros(len(scores))
+    return np.searchsorted(calibration_sorted, scores, side="left") / m
+
+
+def conformal_excess_pvalue(flagged: int, n: int, exceed: int, m: int) -> float:
+    """P(K >= flagged) for K ~ BetaBinomial(n, exceed, m - exceed + 1).
+
+    The count of clean rows above the ``exceed``-th largest of ``m`` exchangeable
+    calibration scores; exact for continuous scores.
+    """
+    from scipy.stats import betabinom, binom
+
+    if flagged <= 0:
+        return 1.0
+    if m <= 0:
+        return float(binom.sf(flagged - 1, n, 0.01))
+    a = max(exceed, 1)
+    b = max(m - exceed + 1, 1)
+    return float(min(1.0, max(0.0, betabinom.sf(flagged - 1, n, a, b))))
+
+
+class OutlierCheck(Check):
+    """Novelty relative to the reference: a Gaussian-mixture density on encoded features.
+
+    Options: ``alpha`` (batch test level), ``levels`` (held-out quantiles used as
+    flag thresholds; the first one sets ``row_flags``), ``calibration_fraction``
+    (share of the reference held out to calibrate), ``max_components`` (mixture
+    size limit, chosen by BIC), ``max_fit_rows`` (subsample for fitting),
+    ``reg_covar`` (ridge on each covariance), ``random_state``.
+    """
+
+    name = "outliers"
+    default_severity = "quarantine"
+    description = "rows whose joint combination of values is improbable under the reference"
+
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        levels: tuple[float, ...] = (0.99, 0.999),
+        calibration_fraction: float = 0.4,
+        max_components: int = 8,
+        max_fit_rows: int = 20_000,
+        reg_covar: float = 1e-3,
+        random_state: int = 0,
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        if not levels or not all(0.5 <= q < 1.0 for q in levels):
+            raise ValueError(f"levels must be quantiles in [0.5, 1), got {levels!r}")
+        if not 0.05 <= calibration_fraction <= 0.9:
+            raise ValueError("calibration_fraction must be in [0.05, 0.9]")
+        if max_components < 1:
+            raise ValueError("max_components must be >= 1")
+        self.alpha = alpha
+        self.levels = tuple(levels)
+        self.calibration_fraction = calibration_fraction
+        self.max_components = max_components
+        self.max_fit_rows = max_fit_rows
+        self.reg_covar = reg_covar
+        self.random_state = random_state
+
+    # -- fitting -----------------------------------------------------------------
+
+    def fit(self, reference: Table) -> Self:
+        self.encoder_ = FeatureEncoder.fit(reference)
+        x = reference.encoded(self.encoder_)
+        fit_idx, cal_idx = split_indices(len(x), self.calibration_fraction, self.random_state)
+        fit_idx = subsample(fit_idx, self.max_fit_rows, self.random_state)
+        cal_idx = subsample(cal_idx, self.max_fit_rows, self.random_state + 1)
+        self.model_: GaussianMixture | None = None
+        if x.shape[1] == 0 or len(fit_idx) < 2:
+            log.info("outliers: no features or too few reference rows; the check will pass")
+            self.calibration_ = np.zeros(0)
+            self.thresholds_ = np.zeros(0)
+            self.exceed_ = np.zeros(0, dtype=int)
+            return self
+        self.model_ = _fit_mixture(
+            x[fit_idx], self.max_components, self.reg_covar, self.random_state
+        )
+        cal = np.sort(self._score(x[cal_idx]))
+        m = len(cal)
+        exceed = []
+        thresholds = []
+        for q in self.levels:
+            j = max(1, math.floor(m * (1.0 - q)))
+            j = min(j, m)
+            exceed.append(j)
+            thresholds.append(cal[m - j])
+        self.calibration_ = cal
+        self.thresholds_ = np.asarray(thresholds)
+        self.exceed_ = np.asarray(exceed, dtype=int)
+        log.debug(
+            "outliers: %d components on %d rows, %d calibration rows",
+            self.model_.n_components,
+            len(fit_idx),
+            m,
+        )
+        return self
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        assert self.model_ is not None
+        return -self.model_.score_samples(x)
+
+    # -- scanning ----------------------------------------------------------------
+
+    def run(self, batch: Table) -> CheckResult:
+        self._require_fitted("encoder_", "model_", "calibration_")
+        n = len(batch)
+        if self.model_ is None:
+            return self.result(
+                "pass",
+                "no features to model; nothing to check",
+                row_scores=np.zeros(n),
+                row_flags=np.zeros(n, dtype=bool),
+                severity=self.default_severity,
+            )
+        x = batch.encoded(self.encoder_)
+        raw = self._score(x)
+        raw = np.where(np.isfinite(raw), raw, np.inf)
+        scores = calibrated_percentile(self.calibration_, raw)
+        m = len(self.calibration_)
+        counts = [int(np.count_nonzero(raw > t)) for t in self.thresholds_]
+        # The threshold is the j-th largest held-out score: a clean row exceeds it
+        # with probability ~ Beta(j, m - j + 1).
+        p_values = [
+            conformal_excess_pvalue(k, n, int(j), m)
+            for k, j in zip(counts, self.exceed_, strict=True)
+        ]
+        p = min(1.0, min(p_values) * len(p_values))
+        flags = raw > self.thresholds_[0]
+        expected = float(self.exceed_[0]) / (m + 1)
+        status: Status = "fail" if p < self.alpha else "pass"
+        rate = counts[0] / n if n else 0.0
+        message = (
+            f"{counts[0]} of {n} rows ({rate:.2%}) beyond the reference's "
+            f"{self.levels[0]:.1%} novelty quantile (expected {expected:.2%}); p={p:.2g}"
+        )
+        reasons = self._reasons(x, raw, scores, flags)
+        return self.result(
+            status,
+            message,
+            statistic=rate,
+            p_value=p,
+            threshold=self.alpha,
+            row_scores=scores,
+            row_flags=flags,
+            row_reasons=reasons,
+            severity=self.default_severity,
+            info={
+                "levels": list(self.levels),
+                "flagged_per_level": counts,
+                "p_values_per_level": p_values,
+                "expected_rate": expected,
+                "components": int(self.model_.n_components),
+                "calibration_rows": m,
+            },
+        )
+
+    def _reasons(
+        self, x: np.ndarray, raw: np.ndarray, scores: np.ndarray, flags: np.ndarray
+    ) -> dict[int, tuple[str, ...]]:
+        """Name the features furthest from the row's nearest mixture component."""
+        assert self.model_ is not None
+        rows = np.flatnonzero(flags)
+        if len(rows) > MAX_REASON_ROWS:
+            rows = rows[np.argsort(-raw[rows], kind="stable")[:MAX_REASON_ROWS]]
+        if not len(rows):
+            return {}
+        xr = x[rows]
+        comp = self.model_.predict(xr)
+        means = self.model_.means_[comp]
+        sd = np.sqrt(np.einsum("kii->ki", self.model_.covariances_))[comp]
+        z = np.abs(xr - means) / sd
+        names = _encoded_names(self.encoder_)
+        top = np.argsort(-z, axis=1)[:, :2]
+        out: dict[int, tuple[str, ...]] = {}
+        for i, r in enumerate(rows):
+            feats = ", ".join(dict.fromkeys(names[j] for j in top[i]))
+            out[int(r)] = (
+                f"outliers: joint novelty at the {scores[r]:.1%} reference percentile "
+                f"(most unusual: {feats})",
+            )
+        return out
+
+
+def _encoded_names(encoder: FeatureEncoder) -> list[str]:
+    names = list(encoder.numeric)
+    for col, cats in zip(encoder.categorical, encoder.categories, strict=True):
+        names.extend(f"{col}={c}" for c in cats)
+    return names
+
+
+def _fit_mixture(
+    x: np.ndarray, max_components: int, reg_covar: float, seed: int
+) -> GaussianMixture:
+    """Full-covariance mixture with the BIC-best size among 1, 2, 4, … ``max_components``."""
+    from sklearn.mixture import GaussianMixture
+
+    n, d = x.shape
+    # Enough rows per component to estimate a full covariance.
+    limit = max(1, min(max_components, n // max(10 * d, 20)))
+    sizes = [k for k in (1, 2, 4, 8, 16) if k <= limit] or [1]
+    best: GaussianMixture | None = None
+    best_bic = np.inf
+    for k in sizes:
+        gm = GaussianMixture(
+            n_components=k,
+            covariance_type="full",
+            reg_covar=reg_covar,
+            random_state=seed,
+            max_iter=200,
+        ).fit(x)
+        bic = gm.bic(x)
+        if bic < best_bic:
+            best, best_bic = gm, bic
+    assert best is not None
+    return best
