@@ -19,7 +19,10 @@ from sanitizer import __version__
 from sanitizer.errors import ConfigError, SanitizerError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from sanitizer.config import SanitizerConfig
+    from sanitizer.engine import Sanitizer
 
 EXIT_PASS = 0
 EXIT_INTERNAL = 1
@@ -77,10 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("batch", metavar="BATCH", help="batch file (.csv or .parquet)")
     _add_reference_args(scan)
     scan.add_argument("--suite", metavar="FILE", help="GX suite JSON (default: generated)")
+    scan.add_argument(
+        "--profile", metavar="FILE", help="fitted profile from `sanitizer fit` (skips fitting)"
+    )
     scan.add_argument("--json-report", metavar="OUT", help="write the JSON report here")
     scan.add_argument("--html-report", metavar="OUT", help="write the HTML report here")
     scan.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     scan.set_defaults(handler=cmd_scan)
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit the checks on trusted data once and save the profile",
+        description="Fit every enabled check on the reference and save a profile that "
+        "`sanitizer scan --profile` loads without refitting (no pickle: JSON, arrays, skops).",
+    )
+    _add_reference_args(fit)
+    fit.add_argument("--suite", metavar="FILE", help="GX suite JSON (default: generated)")
+    fit.add_argument("--out", required=True, metavar="FILE", help="profile file to write")
+    fit.set_defaults(handler=cmd_fit)
 
     suite = sub.add_parser("suite", help="manage Great Expectations suites")
     suite_sub = suite.add_subparsers(title="suite commands", metavar="COMMAND")
@@ -132,7 +149,7 @@ def _resolve_config(args: argparse.Namespace) -> tuple[SanitizerConfig, Path]:
     return config, reference
 
 
-def cmd_scan(args: argparse.Namespace) -> int:
+def _fit_from_args(args: argparse.Namespace, batch: pd.DataFrame | None = None) -> Sanitizer:
     from sanitizer.contract import DataContract
     from sanitizer.engine import Sanitizer
     from sanitizer.expectations import load_suite
@@ -141,11 +158,33 @@ def cmd_scan(args: argparse.Namespace) -> int:
     config, reference_path = _resolve_config(args)
     suite_path = args.suite or config.suite_path
     suite = load_suite(suite_path) if suite_path else None
-    batch = read_table(args.batch)
     reference = read_table(reference_path)
-    # Refuse a structurally broken batch before paying for fitting the checks.
-    DataContract.from_reference(reference, config).validate(batch, path=args.batch)
-    sanitizer = Sanitizer(config=config, suite=suite).fit(reference)
+    if batch is not None:
+        # Refuse a structurally broken batch before paying for fitting the checks.
+        DataContract.from_reference(reference, config).validate(batch, path=args.batch)
+    return Sanitizer(config=config, suite=suite).fit(reference)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from sanitizer.profile import save_profile
+
+    sanitizer = _fit_from_args(args)
+    save_profile(sanitizer, args.out)
+    names = ", ".join(check.name for check, _ in sanitizer.checks_)
+    print(f"fitted {names} on {args.reference or 'the configured reference'}; profile: {args.out}")
+    return EXIT_PASS
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from sanitizer.io import read_table
+    from sanitizer.profile import load_profile
+
+    if args.profile and (args.reference or args.suite or args.config):
+        raise ConfigError(
+            "--profile already holds the fitted reference: drop --reference/--suite/--config"
+        )
+    batch = read_table(args.batch)
+    sanitizer = load_profile(args.profile) if args.profile else _fit_from_args(args, batch)
     report = sanitizer.scan(batch, path=args.batch)
     if args.json_report:
         _write_text(args.json_report, report.to_json(indent=2) + "\n")
