@@ -44,6 +44,8 @@ from sanitizer.quarantine.store import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from sanitizer.config import SanitizerConfig, StorageConfig
     from sanitizer.engine import Sanitizer
     from sanitizer.quarantine.ledger import BatchRecord
@@ -250,20 +252,14 @@ def scan_and_route(
     else:
         try:
             frame = read_batch_frame(store, source)
-            sanitizer = cache.get()
-            report = sanitizer.scan(frame, path=batch.original_name)
         except InputError as exc:
-            reason, message = REASON_UNREADABLE, str(exc)
-        except (ConfigError, OSError):
-            raise
-        except Exception as exc:  # a bug in a check must not stop the run: quarantine
-            log.exception("batch %s: scan raised", batch.id)
-            reason, message = REASON_SCAN_ERROR, f"{type(exc).__name__}: {exc}"
-        else:
-            if report.verdict != "pass":
-                reason = REASON_CHECKS_FAILED
-                message = "; ".join(f"{c.name}: {c.message}" for c in report.failing_checks)
+            reason, message, frame = REASON_UNREADABLE, str(exc), None
+        if frame is not None:
+            # fitting is the run's business: a bad reference fails the run, not the batch
+            sanitizer = cache.get()
+            report, reason, message = _scan(sanitizer, frame, batch)
     to_state = "accepted" if report is not None and report.verdict == "pass" else "quarantined"
+
     failing = [c.name for c in report.failing_checks] if report is not None else [reason]
     verdict = report.verdict if report is not None else "quarantine"
 
@@ -308,6 +304,24 @@ def scan_and_route(
         "path": record.path,
         "report": ws.store.url_of(posixpath.join(ws.batch_dir(record), "report.html")),
     }
+
+
+def _scan(
+    sanitizer: Sanitizer, frame: pd.DataFrame, batch: BatchRecord
+) -> tuple[ScanReport | None, str, str]:
+    """``(report, reason, message)``; a batch that breaks the structural contract is
+    ``unreadable``, a check that crashes outside the engine's guard is ``scan_error``."""
+    try:
+        report = sanitizer.scan(frame, path=batch.original_name)
+    except InputError as exc:
+        return None, REASON_UNREADABLE, str(exc)
+    except Exception as exc:  # a bug must not stop the run: quarantine and record it
+        log.exception("batch %s: scan raised", batch.id)
+        return None, REASON_SCAN_ERROR, f"{type(exc).__name__}: {exc}"
+    if report.verdict == "pass":
+        return report, REASON_PASSED, ""
+    message = "; ".join(f"{c.name}: {c.message}" for c in report.failing_checks)
+    return report, REASON_CHECKS_FAILED, message
 
 
 def build_manifest(
