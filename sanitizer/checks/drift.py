@@ -1,0 +1,375 @@
+"""Drift checks: has the batch's distribution moved away from the reference?
+
+``drift`` (default severity ``warn``) tests the marginals and the joint:
+
+* each numeric feature with a two-sample Kolmogorov–Smirnov test;
+* each categorical feature with a chi-square test of homogeneity (reference
+  categories with too small an expected batch count are pooled, unseen values and
+  missing values form their own cell);
+* the label prior with a chi-square test (Fisher's exact test for two classes and
+  small batches);
+* the joint distribution with a domain classifier: a small gradient-boosting model
+  trained to tell a reference subsample from the batch on half of each; on the
+  other half the AUC of its scores is tested with the exact Mann–Whitney null
+  (under no drift the held-out scores of the two groups are exchangeable).
+
+All p-values are corrected together (Holm by default), and the message names the
+features that drifted. Drift alone is usually benign (a new season, a new
+market), so it warns rather than quarantines.
+
+Label-conditional change is different: when P(label | features) moves, the batch
+teaches the model something the reference does not (label flips, relabelled
+regions, backdoors). The issue asks for that case to quarantine, so it is a
+*separate registered check*, ``conditional_drift`` (default severity
+``quarantine``), rather than an option of ``drift``: a check has one severity in
+the engine's config, and keeping them apart lets an operator switch either one
+off, or demote it to ``warn``, without touching the other; the two also cost very
+different amounts (a model fit once vs. a classifier per batch).
+``conditional_drift`` fits a classifier on one part of the reference and records,
+on the held-out part, each row's *excess loss*: its log-loss minus the entropy of
+the predicted distribution, whose expectation is zero wherever the model is
+calibrated, so a pure covariate shift does not move it. The model's probabilities
+are re-weighted to the batch's observed label prior (a prior shift changes
+P(label | features) only through that factor and is ``drift``'s business). The
+batch test is a one-sided Welch t-test of mean excess loss, batch vs held-out
+reference, with a ``min_effect`` floor in nats so that huge batches are not failed
+by a negligible miscalibration.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Self
+
+import numpy as np
+
+from sanitizer.checks._features import FeatureEncoder
+from sanitizer.checks.base import Check, CheckResult, Status
+from sanitizer.checks.outliers import split_indices, subsample
+
+if TYPE_CHECKING:
+    from sanitizer.table import Table
+
+log = logging.getLogger(__name__)
+
+MIN_EXPECTED = 5.0
+PROB_FLOOR = 1e-4
+
+
+def _one_thread() -> Any:
+    """Keep OpenMP to one thread: small models on a shared machine run faster that way
+    (and scans of several batches run side by side)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="openmp")
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (same order as the input)."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    if m == 0:
+        return p
+    order = np.argsort(p)
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def categorical_pvalue(ref_counts: np.ndarray, batch_counts: np.ndarray) -> tuple[float, float]:
+    """Chi-square homogeneity test of two count vectors, rare cells pooled; (stat, p)."""
+    from scipy.stats import chi2_contingency
+
+    n_b = batch_counts.sum()
+    n_r = ref_counts.sum()
+    if n_b == 0 or n_r == 0:
+        return 0.0, 1.0
+    expected = n_b * ref_counts / n_r
+    rare = expected < MIN_EXPECTED
+    ref = np.append(ref_counts[~rare], ref_counts[rare].sum())
+    bat = np.append(batch_counts[~rare], batch_counts[rare].sum())
+    keep = (ref + bat) > 0
+    table = np.vstack([ref[keep], bat[keep]])
+    if table.shape[1] < 2:
+        return 0.0, 1.0
+    if table.shape[1] == 2 and n_b < 1000:
+        from scipy.stats import fisher_exact
+
+        res = fisher_exact(table)
+        return float(res.statistic), float(res.pvalue)
+    stat, p, _, _ = chi2_contingency(table, correction=False)
+    return float(stat), float(p)
+
+
+class DriftCheck(Check):
+    """Per-feature KS / chi-square, label prior, and a domain-classifier two-sample test.
+
+    Options: ``alpha``; ``correction`` ("holm" or "bonferroni");
+    ``domain_classifier`` (run the multivariate test); ``max_rows`` (subsample of
+    each side for the classifier); ``max_reference_rows`` (reference values kept
+    for the KS tests); ``random_state``.
+    """
+
+    name = "drift"
+    default_severity = "warn"
+    description = "feature, label-prior and joint distribution shift against the reference"
+
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        correction: str = "holm",
+        domain_classifier: bool = True,
+        max_rows: int = 3_000,
+        max_reference_rows: int = 100_000,
+        random_state: int = 0,
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        if correction not in ("holm", "bonferroni"):
+            raise ValueError(f"correction must be 'holm' or 'bonferroni', got {correction!r}")
+        if max_rows < 20:
+            raise ValueError("max_rows must be >= 20")
+        self.alpha = alpha
+        self.correction = correction
+        self.domain_classifier = domain_classifier
+        self.max_rows = max_rows
+        self.max_reference_rows = max_reference_rows
+        self.random_state = random_state
+
+    def fit(self, reference: Table) -> Self:
+        contract = reference.contract
+        n = len(reference)
+        keep = subsample(np.arange(n), self.max_reference_rows, self.random_state)
+        self.numeric_: tuple[str, ...] = contract.numeric
+        x = reference.numeric[keep]
+        self.ref_values_ = [np.sort(x[~np.isnan(x[:, j]), j]) for j in range(x.shape[1])]
+        self.categorical_: tuple[str, ...] = contract.categorical
+        self.category_values_: list[tuple[str, ...]] = []
+        self.category_counts_: list[np.ndarray] = []
+        for col in contract.categorical:
+            series = reference.prepared[col].iloc[keep]
+            counts = series.value_counts(dropna=True)
+            self.category_values_.append(tuple(str(v) for v in counts.index))
+            missing = float(series.isna().sum())
+            self.category_counts_.append(np.append(counts.to_numpy(dtype=float), missing))
+        self.classes_: tuple[str, ...] = contract.label_classes
+        lookup = {c: i for i, c in enumerate(self.classes_)}
+        y = np.fromiter((lookup[v] for v in reference.labels), dtype=np.int64, count=n)
+        self.label_counts_ = np.bincount(y, minlength=len(self.classes_)).astype(float)
+        self.encoder_ = FeatureEncoder.fit(reference)
+        rows = subsample(np.arange(n), self.max_rows, self.random_state + 1)
+        self.reference_encoded_ = reference.encoded(self.encoder_)[rows]
+        return self
+
+    def run(self, batch: Table) -> CheckResult:
+        from scipy.stats import ks_2samp
+
+        self._require_fitted("ref_values_", "category_counts_", "label_counts_", "encoder_")
+        n = len(batch)
+        names: list[str] = []
+        stats: list[float] = []
+        pvals: list[float] = []
+        x = batch.numeric
+        for j, col in enumerate(self.numeric_):
+            values = x[~np.isnan(x[:, j]), j]
+            ref = self.ref_values_[j]
+            if len(values) == 0 or len(ref) == 0:
+                continue
+            res = ks_2samp(values, ref)
+            names.append(col)
+            stats.append(float(res.statistic))
+            pvals.append(float(res.pvalue))
+        for col, values, ref_counts in zip(
+            self.categorical_, self.category_values_, self.category_counts_, strict=True
+        ):
+            import pandas as pd
+
+            series = batch.prepared[col]
+            codes = np.asarray(pd.Categorical(series, categories=list(values)).codes)
+            missing = series.isna().to_numpy()
+            counts = np.bincount(codes[codes >= 0], minlength=len(values)).astype(float)
+            unseen = float(np.count_nonzero((codes < 0) & ~missing))
+            batch_counts = np.append(counts, [float(missing.sum()), unseen])
+            stat, p = categorical_pvalue(np.append(ref_counts, 0.0), batch_counts)
+            names.append(col)
+            stats.append(stat)
+            pvals.append(p)
+        lookup = {c: i for i, c in enumerate(self.classes_)}
+        y = np.fromiter((lookup.get(v, -1) for v in batch.labels), dtype=np.int64, count=n)
+        batch_labels = np.bincount(y[y >= 0], minlength=len(self.classes_)).astype(float)
+        stat, p = categorical_pvalue(self.label_counts_, batch_labels)
+        names.append("label prior")
+        stats.append(stat)
+        pvals.append(p)
+        auc: float | None = None
+        if self.domain_classifier and self.encoder_.n_features and n >= 20:
+            auc, p = self._domain_test(batch.encoded(self.encoder_))
+            names.append("domain classifier")
+            stats.append(auc)
+            pvals.append(p)
+        p_arr = np.asarray(pvals)
+        if self.correction == "holm":
+            adjusted = holm(p_arr)
+        else:
+            adjusted = np.minimum(1.0, p_arr * max(len(p_arr), 1))
+        drifted = [i for i in np.argsort(adjusted) if adjusted[i] < self.alpha]
+        p_batch = float(adjusted.min()) if len(adjusted) else 1.0
+        status: Status = "fail" if drifted else "pass"
+        if drifted:
+            parts = [f"{names[i]} (p={adjusted[i]:.2g})" for i in drifted[:8]]
+            message = f"drift in {len(drifted)} of {len(names)} tests: " + ", ".join(parts)
+        else:
+            message = f"no drift detected in {len(names)} tests (smallest adjusted p={p_batch:.2g})"
+        if auc is not None:
+            message += f"; domain classifier AUC {auc:.3f}"
+        return self.result(
+            status,
+            message,
+            statistic=float(len(drifted)),
+            p_value=min(1.0, max(0.0, p_batch)),
+            threshold=self.alpha,
+            severity=self.default_severity,
+            info={
+                "drifted": [names[i] for i in drifted],
+                "tests": {
+                    names[i]: {"statistic": stats[i], "p_value": pvals[i], "adjusted": adjusted[i]}
+                    for i in range(len(names))
+                },
+                "domain_auc": auc,
+                "correction": self.correction,
+            },
+        )
+
+    def _domain_test(self, batch_x: np.ndarray) -> tuple[float, float]:
+        """Train reference-vs-batch on half of each side, Mann–Whitney AUC on the rest."""
+        from scipy.stats import mannwhitneyu
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        rng = np.random.default_rng(self.random_state)
+        ref = self.reference_encoded_
+        bat = batch_x[subsample(np.arange(len(batch_x)), self.max_rows, self.random_state)]
+        ref_fit, ref_test = split_indices(len(ref), 0.5, self.random_state)
+        bat_fit, bat_test = split_indices(len(bat), 0.5, self.random_state + 1)
+        if min(len(ref_test), len(bat_test), len(ref_fit), len(bat_fit)) < 5:
+            return 0.5, 1.0
+        xs = np.vstack([ref[ref_fit], bat[bat_fit]])
+        ys = np.r_[np.zeros(len(ref_fit)), np.ones(len(bat_fit))]
+        model = HistGradientBoostingClassifier(
+            max_iter=30,
+            max_depth=3,
+            max_bins=64,
+            learning_rate=0.2,
+            early_stopping=False,
+            class_weight="balanced",
+            random_state=int(rng.integers(2**31 - 1)),
+        )
+        with _one_thread():
+            model.fit(xs, ys)
+            s_ref = model.predict_proba(ref[ref_test])[:, 1]
+            s_bat = model.predict_proba(bat[bat_test])[:, 1]
+        res = mannwhitneyu(s_bat, s_ref, alternative="greater")
+        auc = float(res.statistic) / (len(s_bat) * len(s_ref))
+        return auc, float(res.pvalue)
+
+
+class ConditionalDriftCheck(Check):
+    """Has P(label | features) changed? Excess log-loss under a reference model.
+
+    Options: ``alpha``; ``min_effect`` (mean excess loss, in nats, the batch must
+    exceed the reference by to fail); ``calibration_fraction`` (reference share held
+    out); ``max_fit_rows``; ``random_state``.
+    """
+
+    name = "conditional_drift"
+    default_severity = "quarantine"
+    description = "change of P(label | features): excess log-loss under a reference model"
+
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        min_effect: float = 0.02,
+        calibration_fraction: float = 0.4,
+        max_fit_rows: int = 50_000,
+        random_state: int = 0,
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        if min_effect < 0:
+            raise ValueError("min_effect must be >= 0")
+        self.alpha = alpha
+        self.min_effect = min_effect
+        self.calibration_fraction = calibration_fraction
+        self.max_fit_rows = max_fit_rows
+        self.random_state = random_state
+
+    def fit(self, reference: Table) -> Self:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        self.encoder_ = FeatureEncoder.fit(reference)
+        self.classes_: tuple[str, ...] = reference.contract.label_classes
+        lookup = {c: i for i, c in enumerate(self.classes_)}
+        x = reference.encoded(self.encoder_)
+        y = np.fromiter((lookup[v] for v in reference.labels), dtype=np.int64, count=len(x))
+        k = len(self.classes_)
+        self.prior_ = (np.bincount(y, minlength=k) + 0.5) / (len(y) + 0.5 * k)
+        fit_idx, cal_idx = split_indices(len(x), self.calibration_fraction, self.random_state)
+        fit_idx = subsample(fit_idx, self.max_fit_rows, self.random_state)
+        self.model_: Any = None
+        self.calibration_excess_ = np.zeros(0)
+        if k < 2 or x.shape[1] == 0 or len(np.unique(y[fit_idx])) < k or len(cal_idx) < 10:
+            log.info("conditional_drift: one class, no features or too few rows; will pass")
+            return self
+        self.model_ = HistGradientBoostingClassifier(
+            max_iter=100, learning_rate=0.1, max_leaf_nodes=15, random_state=self.random_state
+        )
+        with _one_thread():
+            self.model_.fit(x[fit_idx], y[fit_idx])
+        self.calibration_excess_ = self._excess(x[cal_idx], y[cal_idx], self.prior_)
+        return self
+
+    def _excess(self, x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        with _one_thread():
+            proba = np.clip(self.model_.predict_proba(x), PROB_FLOOR, 1.0)
+        proba = proba * (prior / self.prior_)
+        proba /= proba.sum(axis=1, keepdims=True)
+        entropy = -(proba * np.log(proba)).sum(axis=1)
+        loss = -np.log(proba[np.arange(len(y)), y])
+        return np.asarray(loss - entropy)
+
+    def run(self, batch: Table) -> CheckResult:
+        from scipy.stats import ttest_ind
+
+        self._require_fitted("model_", "calibration_excess_")
+        n = len(batch)
+        if self.model_ is None:
+            return self.result("pass", "no model (one class or no features); nothing to test")
+        lookup = {c: i for i, c in enumerate(self.classes_)}
+        y = np.fromiter((lookup.get(v, -1) for v in batch.labels), dtype=np.int64, count=n)
+        known = y >= 0
+        k = len(self.classes_)
+        prior = (np.bincount(y[known], minlength=k) + 0.5) / (known.sum() + 0.5 * k)
+        x = batch.encoded(self.encoder_)[known]
+        excess = self._excess(x, y[known], prior)
+        ref = self.calibration_excess_
+        diff = float(excess.mean() - ref.mean()) if len(excess) else 0.0
+        if len(excess) >= 2:
+            res = ttest_ind(excess, ref, equal_var=False, alternative="greater")
+            p = float(res.pvalue) if np.isfinite(res.pvalue) else 1.0
+        else:
+            p = 1.0
+        failed = p < self.alpha and diff >= self.min_effect
+        status: Status = "fail" if failed else "pass"
+        message = (
+            f"mean excess log-loss {diff:+.3f} nats vs the reference's held-out rows "
+            f"(p={p:.2g}, floor {self.min_effect} nats)"
+        )
+        return self.result(
+            status,
+            message,
+            statistic=diff,
+            p_value=min(1.0, max(0.0, p)),
+            threshold=self.alpha,
+            severity=self.default_severity,
+            info={"batch_prior": prior.tolist(), "reference_prior": self.prior_.tolist()},
+        )
