@@ -274,7 +274,7 @@ def _storage(raw: Mapping[str, Any], base_dir: Path | None) -> StorageConfig | N
         path = Path(root)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        root = str(path.absolute())
+        root = os.path.abspath(path)  # normalised: no "..", so zone checks are exact
     ledger_url = table.get("ledger_url")
     if ledger_url is not None and not isinstance(ledger_url, str):
         raise ConfigError(f"storage.ledger_url: must be a string, got {type(ledger_url).__name__}")
