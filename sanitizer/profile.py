@@ -129,14 +129,23 @@ class _Reader:
         raise InputError(f"profile: unknown tagged value {sorted(value)}")
 
     def _model(self, key: str) -> Any:
-        import skops.io as sio
+        return safe_model_loads(
+            self.archive.read(f"models/{key}.skops"), what=f"profile model {key}"
+        )
 
-        data = self.archive.read(f"models/{key}.skops")
+
+def safe_model_loads(data: bytes, *, what: str) -> Any:
+    """Load a skops-serialised estimator if it holds only scikit-learn/NumPy/SciPy types."""
+    import skops.io as sio
+
+    try:
         untrusted = sio.get_untrusted_types(data=data)
-        refused = [t for t in untrusted if not t.startswith(TRUSTED_MODEL_PREFIXES)]
-        if refused:
-            raise InputError(f"profile model {key} contains untrusted types: {refused[:3]}")
-        return sio.loads(data, trusted=untrusted)
+    except Exception as exc:  # skops raises zip/json/key errors on garbage
+        raise InputError(f"{what} is not a skops file ({exc})") from exc
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODEL_PREFIXES)]
+    if refused:
+        raise InputError(f"{what} contains untrusted types: {refused[:3]}")
+    return sio.loads(data, trusted=untrusted)
 
 
 def save_profile(sanitizer: Sanitizer, path: str | os.PathLike[str]) -> Path:
