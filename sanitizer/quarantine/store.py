@@ -213,7 +213,9 @@ class Store:
         for zone in ZONES:
             folder = posixpath.join(self.root, zone)
             if self.fs.exists(folder):
-                names.update(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder))
+                names.update(
+                    p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False)
+                )
         return sorted(n for n in names if _DATASET_RE.match(n))
 
     # -- content ------------------------------------------------------------------

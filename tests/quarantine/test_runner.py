@@ -267,3 +267,40 @@ def test_a_frame_written_through_parquet_scans_the_same(
     frame: pd.DataFrame = q_parts[2]
     frame.to_parquet(env.landing / "b.parquet", index=False)
     assert _run(env, q_fitted)["counts"] == {"accepted": 1}
+
+
+def test_remote_root_through_fsspec(tmp_path: Path, q_fitted: Any, q_parts: Any) -> None:
+    """A non-local fsspec root (``memory://``, standing in for s3/gcs): files are read
+    through fsspec into a temporary copy and parsed by the same reader."""
+    import uuid
+
+    import fsspec
+
+    from sanitizer.config import StorageConfig
+
+    root = f"memory://sanitizer-{uuid.uuid4().hex[:8]}"
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file(f"{root}/landing/credit/clean.csv", q_parts[1].to_csv(index=False).encode())
+    fs.pipe_file(f"{root}/landing/credit/bad.csv", b"\x00\x01")
+    storage = StorageConfig(
+        root=root, ledger_url=f"sqlite:///{tmp_path / 'ledger.sqlite'}", settle_seconds=0
+    )
+    config = replace(q_fitted.config, storage=storage)
+    result = run_dataset(config, sanitizer=q_fitted, worker="remote")
+    got = _by_name(result)
+    assert got["clean.csv"]["outcome"] == "accepted"
+    assert got["bad.csv"]["reason"] == "unreadable"
+    assert got["clean.csv"]["path"].startswith("memory://")
+    assert not fs.exists(f"{root}/landing/credit/clean.csv")
+    assert (
+        fs.cat_file(f"{root}/quarantine/credit/{got['bad.csv']['batch_id']}/bad.csv") == b"\x00\x01"
+    )
+    ws = Workspace.open(storage)
+    try:
+        assert release_batch(ws, got["bad.csv"]["batch_id"], actor="a", reason="r")["changed"]
+        from sanitizer.quarantine.reconcile import reconcile
+
+        assert reconcile(ws, stale_after=0)["in_agreement"]
+    finally:
+        ws.close()
+        fs.rm(root.removeprefix("memory://"), recursive=True)
