@@ -147,6 +147,64 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class AirflowConfig:
+    """How the DAGs run this dataset: schedule and the human review of quarantined batches."""
+
+    schedule: str | None = "@hourly"
+    review: bool = True
+    review_timeout_hours: float = 72.0
+    review_assignees: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.review_timeout_hours <= 0:
+            raise ConfigError(
+                f"airflow.review_timeout_hours: {self.review_timeout_hours!r} must be > 0"
+            )
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Who hears about quarantined batches and failed runs, through which notifier.
+
+    By default Airflow's SMTP notifier mails ``email_to`` through the connection
+    ``smtp_conn_id``. ``notifier`` names any other Airflow notifier class
+    (``package.module:Class`` or a dotted path); it is built with
+    ``notifier_kwargs`` plus the message under ``message_argument``.
+    """
+
+    email_to: tuple[str, ...] = ()
+    from_email: str | None = None
+    smtp_conn_id: str = "smtp_default"
+    notifier: str | None = None
+    notifier_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    message_argument: str = "text"
+    report_base_url: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.email_to or self.notifier)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Gated retraining on the accepted data (see sanitizer/training.py)."""
+
+    enabled: bool = True
+    holdout_path: Path | None = None
+    holdout_fraction: float = 0.2
+    models_root: str | None = None
+    tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout_fraction < 0.9:
+            raise ConfigError(
+                f"training.holdout_fraction: {self.holdout_fraction!r} must be in (0, 0.9)"
+            )
+        if not 0.0 <= self.tolerance < 1.0:
+            raise ConfigError(f"training.tolerance: {self.tolerance!r} must be in [0, 1)")
+
+
+@dataclass(frozen=True)
 class SanitizerConfig:
     """Everything needed to fit and run a sanitizer for one dataset."""
 
@@ -162,6 +220,9 @@ class SanitizerConfig:
     suite_generation: SuiteGenerationConfig = field(default_factory=SuiteGenerationConfig)
     checks: Mapping[str, CheckConfig] = field(default_factory=dict)
     storage: StorageConfig | None = None
+    airflow: AirflowConfig = field(default_factory=AirflowConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_column, str) or not self.label_column:
@@ -186,7 +247,17 @@ class SanitizerConfig:
         return self.checks.get(name, CheckConfig())
 
 
-_TOP_KEYS = {"dataset", "columns", "policy", "suite_generation", "checks", "storage"}
+_TOP_KEYS = {
+    "dataset",
+    "columns",
+    "policy",
+    "suite_generation",
+    "checks",
+    "storage",
+    "airflow",
+    "alerts",
+    "training",
+}
 _STORAGE_KEYS = {
     "root",
     "ledger_url",
@@ -257,6 +328,98 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: Path | None = None) -> Sa
         ),
         checks=_checks(_table(raw, "checks")),
         storage=_storage(raw, base_dir),
+        airflow=_airflow(_table(raw, "airflow")),
+        alerts=_alerts(_table(raw, "alerts")),
+        training=_training(_table(raw, "training"), base_dir),
+    )
+
+
+def _airflow(raw: Mapping[str, Any]) -> AirflowConfig:
+    _no_unknown_keys(
+        raw, {"schedule", "review", "review_timeout_hours", "review_assignees"}, "airflow."
+    )
+    schedule = raw.get("schedule", "@hourly")
+    if schedule is not None and (not isinstance(schedule, str) or not schedule.strip()):
+        raise ConfigError("airflow.schedule: must be a cron expression or preset like '@hourly'")
+    review = raw.get("review", True)
+    if not isinstance(review, bool):
+        raise ConfigError("airflow.review: must be true or false")
+    return AirflowConfig(
+        schedule=None if schedule in (None, "none", "None") else schedule,
+        review=review,
+        review_timeout_hours=_number(raw, "review_timeout_hours", "airflow.", 72.0),
+        review_assignees=_str_list(raw, "review_assignees", "airflow."),
+    )
+
+
+def _alerts(raw: Mapping[str, Any]) -> AlertsConfig:
+    keys = {
+        "email_to",
+        "from_email",
+        "smtp_conn_id",
+        "notifier",
+        "notifier_kwargs",
+        "message_argument",
+        "report_base_url",
+    }
+    _no_unknown_keys(raw, keys, "alerts.")
+    kwargs = raw.get("notifier_kwargs", {})
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError("alerts.notifier_kwargs: must be a table")
+    notifier = raw.get("notifier")
+    if notifier is not None and (
+        not isinstance(notifier, str)
+        or not notifier.replace(":", ".").replace("_", "a").replace(".", "").isalnum()
+    ):
+        raise ConfigError(
+            f"alerts.notifier: {notifier!r} is not a class path like 'package.module:Class'"
+        )
+    optional = {k: raw.get(k) for k in ("from_email", "report_base_url")}
+    for key, value in optional.items():
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"alerts.{key}: must be a string")
+    return AlertsConfig(
+        email_to=_str_list(raw, "email_to", "alerts."),
+        from_email=optional["from_email"],
+        smtp_conn_id=_str(raw, "smtp_conn_id", "alerts.", "smtp_default"),
+        notifier=notifier,
+        notifier_kwargs=dict(kwargs),
+        message_argument=_str(raw, "message_argument", "alerts.", "text"),
+        report_base_url=optional["report_base_url"],
+    )
+
+
+def _training(raw: Mapping[str, Any], base_dir: Path | None) -> TrainingConfig:
+    _no_unknown_keys(
+        raw, {"enabled", "holdout", "holdout_fraction", "models_root", "tolerance"}, "training."
+    )
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError("training.enabled: must be true or false")
+    holdout = raw.get("holdout")
+    if holdout is not None and (not isinstance(holdout, str) or not holdout):
+        raise ConfigError("training.holdout: must be a path string")
+    holdout_path = None
+    if holdout:
+        holdout_path = Path(holdout)
+        if not holdout_path.is_absolute() and base_dir is not None:
+            holdout_path = base_dir / holdout_path
+    models_root = raw.get("models_root")
+    if models_root is not None and (not isinstance(models_root, str) or not models_root):
+        raise ConfigError("training.models_root: must be a path or URL string")
+    if (
+        models_root
+        and "://" not in models_root
+        and not Path(models_root).is_absolute()
+        and base_dir is not None
+    ):
+        models_root = str((base_dir / models_root).resolve())
+    return TrainingConfig(
+        enabled=enabled,
+        holdout_path=holdout_path,
+        holdout_fraction=_number(raw, "holdout_fraction", "training.", 0.2),
+        models_root=models_root,
+        tolerance=_number(raw, "tolerance", "training.", 0.01),
     )
 
 

@@ -93,3 +93,56 @@ def test_unreadable_config_files(tmp_path: Path) -> None:
     bad.write_text("[dataset\nlabel_column=")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(bad)
+
+
+OPERATIONS = """
+[dataset]
+label_column = "label"
+
+[airflow]
+schedule = "*/15 * * * *"
+review_timeout_hours = 2
+review_assignees = ["alice"]
+
+[alerts]
+email_to = ["ops@example.com"]
+from_email = "sanitizer@example.com"
+notifier = "airflow.providers.slack.notifications.slack:SlackNotifier"
+notifier_kwargs = { slack_conn_id = "slack", channel = "#data" }
+
+[training]
+holdout = "holdout.csv"
+models_root = "models"
+tolerance = 0.02
+"""
+
+
+def test_operations_sections(tmp_path: Path) -> None:
+    (tmp_path / "ops.toml").write_text(OPERATIONS)
+    cfg = load_config(tmp_path / "ops.toml")
+    assert cfg.airflow.schedule == "*/15 * * * *" and cfg.airflow.review_timeout_hours == 2
+    assert cfg.airflow.review_assignees == ("alice",)
+    assert cfg.alerts.enabled and cfg.alerts.email_to == ("ops@example.com",)
+    assert cfg.alerts.notifier_kwargs == {"slack_conn_id": "slack", "channel": "#data"}
+    assert cfg.training.holdout_path == tmp_path / "holdout.csv"
+    assert cfg.training.models_root == str((tmp_path / "models").resolve())
+    defaults = config_from_dict({"dataset": {"label_column": "y"}})
+    assert defaults.airflow.schedule == "@hourly" and not defaults.alerts.enabled
+    assert defaults.training.enabled and defaults.training.tolerance == 0.01
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"airflow": {"schedule": ""}}, "airflow.schedule"),
+        ({"airflow": {"review_timeout_hours": 0}}, "airflow.review_timeout_hours"),
+        ({"airflow": {"sched": "x"}}, "airflow.sched"),
+        ({"alerts": {"notifier": "not a path!"}}, "alerts.notifier"),
+        ({"alerts": {"email_to": "a@b"}}, "alerts.email_to"),
+        ({"training": {"tolerance": 2}}, "training.tolerance"),
+        ({"training": {"holdout_fraction": 0}}, "training.holdout_fraction"),
+    ],
+)
+def test_invalid_operations_keys(raw: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        config_from_dict({"dataset": {"label_column": "y"}, **raw})
