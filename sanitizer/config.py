@@ -37,6 +37,7 @@ Example (every key but ``dataset.name`` and ``dataset.label_column`` optional)::
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -247,6 +248,7 @@ class SanitizerConfig:
         return self.checks.get(name, CheckConfig())
 
 
+_CLASS_PATH = re.compile(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?")
 _TOP_KEYS = {
     "dataset",
     "columns",
@@ -367,10 +369,7 @@ def _alerts(raw: Mapping[str, Any]) -> AlertsConfig:
     if not isinstance(kwargs, Mapping):
         raise ConfigError("alerts.notifier_kwargs: must be a table")
     notifier = raw.get("notifier")
-    if notifier is not None and (
-        not isinstance(notifier, str)
-        or not notifier.replace(":", ".").replace("_", "a").replace(".", "").isalnum()
-    ):
+    if notifier is not None and not (isinstance(notifier, str) and _CLASS_PATH.fullmatch(notifier)):
         raise ConfigError(
             f"alerts.notifier: {notifier!r} is not a class path like 'package.module:Class'"
         )
