@@ -16,8 +16,8 @@ signals, all vectorised:
   of a numeric feature): for each (cell, class), Fisher's exact test of the batch's
   share of that class in the cell against the reference's share in the same cell,
   after re-weighting the reference counts by the batch/reference label prior ratio
-  (a prior shift moves every cell alike and is the drift check's business), with a
-  ``min_effect`` floor on the share difference.
+  outside the cell (a prior shift moves every cell alike and is the drift check's
+  business), with a ``min_effect`` floor on the share difference.
 * **Spectral signatures** (Tran et al., 2018), per class: the batch's class rows,
   whitened by the reference class covariance, projected on their top singular
   direction; a planted sub-population dominates that direction. Reported as a
@@ -162,30 +162,20 @@ class BackdoorCheck(Check):
     def run(self, batch: Table) -> CheckResult:
         self._require_fitted("classes_", "ref_sorted_", "category_counts_", "whiten_")
         n = len(batch)
-        k = len(self.classes_)
         lookup = {c: i for i, c in enumerate(self.classes_)}
         y = np.fromiter((lookup.get(v, -1) for v in batch.labels), dtype=np.int64, count=n)
-        batch_prior = np.bincount(y[y >= 0], minlength=k).astype(float)
-        # Reference counts re-weighted to the batch's label prior (smoothed).
-        weight = ((batch_prior + 0.5) / (batch_prior.sum() + 0.5 * k)) / (
-            (self.prior_counts_ + 0.5) / (self.prior_counts_.sum() + 0.5 * k)
-        )
         tests: list[_Tests] = []
         x = batch.numeric
         for j, name in enumerate(self.numeric_):
             tests.append(self._point_masses(name, j, x))
             cells = np.searchsorted(self.edges_[j], x[:, j])
             cells = np.where(np.isnan(x[:, j]), -1, cells)
-            tests.append(
-                self._label_tests(name, cells, y, self.bin_counts_[j], weight, self._bin_names(j))
-            )
+            tests.append(self._label_tests(name, cells, y, self.bin_counts_[j], self._bin_names(j)))
         for name, values, counts in zip(
             self.categorical_, self.category_values_, self.category_counts_, strict=True
         ):
             codes = _category_codes(batch.prepared[name].to_numpy(dtype=object), values)
-            tests.append(
-                self._label_tests(name, codes, y, counts, weight, [f"== {v}" for v in values])
-            )
+            tests.append(self._label_tests(name, codes, y, counts, [f"== {v}" for v in values]))
         # Two families (point masses, label associations), each with half of alpha
         # and its own Tarone count, so the many label cells do not dilute the few
         # point-mass candidates.
@@ -309,12 +299,9 @@ class BackdoorCheck(Check):
         cells: np.ndarray,
         y: np.ndarray,
         ref_counts: np.ndarray,
-        weight: np.ndarray,
         cell_names: list[str],
     ) -> _Tests:
-        return _label_tests(
-            name, cells, y, ref_counts, weight, cell_names, self.min_rows, self.min_effect
-        )
+        return _label_tests(name, cells, y, ref_counts, cell_names, self.min_rows, self.min_effect)
 
     def _bin_share(self, j: int, value: float) -> np.ndarray:
         counts = self.bin_counts_[j][int(np.searchsorted(self.edges_[j], value))]
@@ -407,12 +394,17 @@ def _label_tests(
     cells: np.ndarray,
     y: np.ndarray,
     ref_counts: np.ndarray,
-    weight: np.ndarray,
     cell_names: list[str],
     min_rows: int,
     min_effect: float,
 ) -> _Tests:
-    """Fisher tests of each (cell, class): batch share above the prior-adjusted reference."""
+    """Fisher tests of each (cell, class): batch share above the prior-adjusted reference.
+
+    The reference counts of a cell are re-weighted by the batch/reference label
+    prior ratio computed *outside* that cell, so a prior shift moves the expectation
+    while the poisoned cell, whose relabelling shifts the prior too, does not
+    explain itself away.
+    """
     from scipy.stats import hypergeom
 
     k = ref_counts.shape[1]
@@ -421,6 +413,9 @@ def _label_tests(
     b = np.bincount(cells[ok] * k + y[ok], minlength=n_cells * k).reshape(n_cells, k)
     b_tot = b.sum(axis=1)
     r_tot = ref_counts.sum(axis=1)
+    b_out = b.sum(axis=0) - b + 0.5
+    r_out = ref_counts.sum(axis=0) - ref_counts + 0.5
+    weight = (b_out / b_out.sum(axis=1, keepdims=True)) / (r_out / r_out.sum(axis=1, keepdims=True))
     adj = ref_counts * weight
     with np.errstate(invalid="ignore", divide="ignore"):
         adj = np.where(r_tot[:, None] > 0, adj / adj.sum(axis=1, keepdims=True), 0.0)

@@ -45,7 +45,7 @@ import numpy as np
 
 from sanitizer.checks._features import FeatureEncoder
 from sanitizer.checks.base import Check, CheckResult, Status
-from sanitizer.checks.outliers import split_indices, subsample
+from sanitizer.checks.outliers import one_thread, split_indices, subsample
 
 if TYPE_CHECKING:
     from sanitizer.table import Table
@@ -54,14 +54,6 @@ log = logging.getLogger(__name__)
 
 MIN_EXPECTED = 5.0
 PROB_FLOOR = 1e-4
-
-
-def _one_thread() -> Any:
-    """Keep OpenMP to one thread: small models on a shared machine run faster that way
-    (and scans of several batches run side by side)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="openmp")
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -264,7 +256,7 @@ class DriftCheck(Check):
             class_weight="balanced",
             random_state=int(rng.integers(2**31 - 1)),
         )
-        with _one_thread():
+        with one_thread():
             model.fit(xs, ys)
             s_ref = model.predict_proba(ref[ref_test])[:, 1]
             s_bat = model.predict_proba(bat[bat_test])[:, 1]
@@ -323,13 +315,13 @@ class ConditionalDriftCheck(Check):
         self.model_ = HistGradientBoostingClassifier(
             max_iter=100, learning_rate=0.1, max_leaf_nodes=15, random_state=self.random_state
         )
-        with _one_thread():
+        with one_thread():
             self.model_.fit(x[fit_idx], y[fit_idx])
         self.calibration_excess_ = self._excess(x[cal_idx], y[cal_idx], self.prior_)
         return self
 
     def _excess(self, x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> np.ndarray:
-        with _one_thread():
+        with one_thread():
             proba = np.clip(self.model_.predict_proba(x), PROB_FLOOR, 1.0)
         proba = proba * (prior / self.prior_)
         proba /= proba.sum(axis=1, keepdims=True)

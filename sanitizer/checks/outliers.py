@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -40,6 +40,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REASON_ROWS = 1000
+
+
+def one_thread() -> Any:
+    """Limit BLAS/OpenMP to one thread for small models.
+
+    On a shared 2-core worker, thread oversubscription makes small fits and scores
+    several times slower; parallelism comes from scanning batches side by side.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +172,8 @@ class OutlierCheck(Check):
 
     def _score(self, x: np.ndarray) -> np.ndarray:
         assert self.model_ is not None
-        return -self.model_.score_samples(x)
+        with one_thread():
+            return np.asarray(-self.model_.score_samples(x))
 
     # -- scanning ----------------------------------------------------------------
 
@@ -271,8 +283,10 @@ def _fit_mixture(
             reg_covar=reg_covar,
             random_state=seed,
             max_iter=200,
-        ).fit(x)
-        bic = gm.bic(x)
+        )
+        with one_thread():
+            gm.fit(x)
+            bic = gm.bic(x)
         if bic < best_bic:
             best, best_bic = gm, bic
     assert best is not None

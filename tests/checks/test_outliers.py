@@ -1,0 +1,211 @@
+"""OutlierCheck: clean batches pass at the stated rate, in-range outliers are caught."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+
+from sanitizer.checks.outliers import OutlierCheck, conformal_excess_pvalue
+from sanitizer.config import CheckConfig, SanitizerConfig
+from sanitizer.contract import DataContract
+from sanitizer.engine import Sanitizer
+from sanitizer.samples import make_dataset, split
+from sanitizer.table import Table
+
+CONFIG = SanitizerConfig(label_column="label", id_columns=("record_id",))
+
+
+def table(frame: pd.DataFrame, reference: pd.DataFrame) -> Table:
+    return Table(frame, DataContract.from_reference(reference, CONFIG))
+
+
+def inject_outliers(
+    batch: pd.DataFrame, reference: pd.DataFrame, rate: float, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Replace ``rate`` of the rows by rows whose every value comes from a different
+    reference row: each value in range, the combination not. Labels at random."""
+    rng = np.random.default_rng(seed)
+    out = batch.copy()
+    k = max(1, round(rate * len(out)))
+    rows = rng.choice(len(out), size=k, replace=False)
+    for col in out.columns:
+        if col == "record_id":
+            continue
+        values = out[col].to_numpy().copy()
+        values[rows] = reference[col].to_numpy()[rng.integers(0, len(reference), size=k)]
+        out[col] = values
+    mask = np.zeros(len(out), dtype=bool)
+    mask[rows] = True
+    return out, mask
+
+
+@cache
+def fitted() -> tuple[OutlierCheck, pd.DataFrame, pd.DataFrame, DataContract]:
+    data = make_dataset(14_000, n_numeric=8, seed=11)
+    reference, pool = split(data, [4_000, 10_000], seed=1)
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = OutlierCheck().fit(Table(reference, contract))
+    return check, reference, pool, contract
+
+
+def test_clean_batches_rarely_fail() -> None:
+    check, _, pool, contract = fitted()
+    sizes = [50, 200, 1000] * 6 + [50, 200]
+    parts = split(pool, sizes, seed=2)
+    failed = [check.run(Table(b, contract)).failed for b in parts]
+    # 20 batches at alpha=0.01: P(>= 2 failures) < 2% if the level holds.
+    assert sum(failed) <= 1
+
+
+@pytest.mark.parametrize(("n", "rate"), [(200, 0.03), (1000, 0.02), (3000, 0.01)])
+def test_in_range_outliers_are_caught_with_high_auroc(n: int, rate: float) -> None:
+    check, reference, pool, contract = fitted()
+    for seed in range(3):
+        batch = pool.sample(n, random_state=seed).reset_index(drop=True)
+        poisoned, mask = inject_outliers(batch, reference, rate, seed)
+        result = check.run(Table(poisoned, contract))
+        assert result.failed, result.message
+        assert roc_auc_score(mask, result.row_scores) >= 0.95
+        flagged = np.flatnonzero(result.row_flags & mask)
+        assert flagged.size
+        reason = result.row_reasons[int(flagged[0])][0]
+        assert reason.startswith("outliers: joint novelty")
+
+
+def test_outliers_stay_inside_every_column_range() -> None:
+    """The attack is invisible to a range check: each value lies in the reference range."""
+    _, reference, pool, _ = fitted()
+    batch = pool.sample(500, random_state=5).reset_index(drop=True)
+    poisoned, mask = inject_outliers(batch, reference, 0.05, 5)
+    for col in [c for c in reference.columns if c.startswith("x")]:
+        assert poisoned.loc[mask, col].between(reference[col].min(), reference[col].max()).all()
+
+
+def test_result_shape_and_info() -> None:
+    check, _, pool, contract = fitted()
+    batch = pool.iloc[:300].reset_index(drop=True)
+    result = check.run(Table(batch, contract))
+    assert result.name == "outliers"
+    assert result.row_scores is not None and result.row_scores.shape == (300,)
+    assert result.p_value is not None and 0.0 <= result.p_value <= 1.0
+    assert set(result.info) >= {"levels", "flagged_per_level", "expected_rate"}
+
+
+def test_conformal_pvalue_is_exact_for_uniform_scores() -> None:
+    """Monte Carlo: P(p <= 0.05) for clean counts stays at or below 0.05."""
+    rng = np.random.default_rng(0)
+    m, n, j = 500, 300, 5
+    rejections = 0
+    for _ in range(400):
+        cal = np.sort(rng.random(m))
+        threshold = cal[m - j]
+        k = int(np.count_nonzero(rng.random(n) > threshold))
+        rejections += conformal_excess_pvalue(k, n, j, m) <= 0.05
+    assert rejections / 400 <= 0.08
+
+
+def test_option_validation() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        OutlierCheck(alpha=0.0)
+    with pytest.raises(ValueError, match="levels"):
+        OutlierCheck(levels=(1.5,))
+
+
+def test_run_before_fit_raises() -> None:
+    from sanitizer.errors import NotFittedError
+
+    _, _, pool, contract = fitted()
+    with pytest.raises(NotFittedError, match="fit"):
+        OutlierCheck().run(Table(pool.iloc[:10], contract))
+
+
+# -- edge cases -------------------------------------------------------------------
+
+
+def _run_on(reference: pd.DataFrame, batch: pd.DataFrame) -> np.ndarray:
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = OutlierCheck().fit(Table(reference, contract))
+    result = check.run(Table(batch, contract))
+    assert result.row_scores is not None
+    assert result.row_scores.shape == (len(batch),)
+    assert np.all((result.row_scores >= 0) & (result.row_scores <= 1))
+    return result.row_scores
+
+
+def test_one_class_constant_column_and_nans() -> None:
+    data = make_dataset(1_500, n_numeric=4, seed=3)
+    data["label"] = 0
+    data["const"] = 7.0
+    data.loc[data.index % 13 == 0, "x1"] = np.nan
+    reference, batch = split(data, [1_000, 300], seed=0)
+    _run_on(reference, batch)
+
+
+def test_categorical_only_and_numeric_only() -> None:
+    data = make_dataset(1_500, n_numeric=4, seed=4)
+    reference, batch = split(data, [1_000, 300], seed=0)
+    cats = ["record_id", "region", "plan", "label"]
+    _run_on(reference[cats], batch[cats])
+    nums = [c for c in data.columns if c not in ("region", "plan")]
+    _run_on(reference[nums], batch[nums])
+
+
+def test_no_features_passes() -> None:
+    data = make_dataset(500, seed=5)[["record_id", "label"]]
+    reference, batch = split(data, [300, 100], seed=0)
+    contract = DataContract.from_reference(reference, CONFIG)
+    result = OutlierCheck().fit(Table(reference, contract)).run(Table(batch, contract))
+    assert result.status == "pass"
+
+
+def test_tiny_batches() -> None:
+    check, _, pool, contract = fitted()
+    for n in (1, 2, 5):
+        result = check.run(Table(pool.iloc[:n], contract))
+        assert result.row_scores is not None and len(result.row_scores) == n
+
+
+# -- properties -------------------------------------------------------------------
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=60),
+    seed=st.integers(min_value=0, max_value=10_000),
+    scale=st.floats(min_value=0.0, max_value=50.0),
+)
+def test_scores_in_unit_interval_and_permutation_equivariant(
+    n: int, seed: int, scale: float
+) -> None:
+    check, _, pool, contract = fitted()
+    rng = np.random.default_rng(seed)
+    batch = pool.sample(n, random_state=seed).reset_index(drop=True)
+    batch["x0"] = batch["x0"] + scale * rng.normal(size=n)
+    result = check.run(Table(batch, contract))
+    scores = result.row_scores
+    assert scores is not None and scores.shape == (n,)
+    assert np.all(np.isfinite(scores)) and scores.min() >= 0 and scores.max() <= 1
+    perm = rng.permutation(n)
+    permuted = check.run(Table(batch.iloc[perm].reset_index(drop=True), contract))
+    assert permuted.row_scores is not None
+    np.testing.assert_allclose(permuted.row_scores, scores[perm])
+
+
+def test_through_the_engine() -> None:
+    _, reference, pool, _ = fitted()
+    batch = pool.sample(400, random_state=9).reset_index(drop=True)
+    poisoned, mask = inject_outliers(batch, reference, 0.05, 9)
+    sanitizer = Sanitizer(
+        label_column="label", id_columns=("record_id",), checks={"outliers": CheckConfig()}
+    ).fit(reference)
+    report = sanitizer.scan(poisoned)
+    assert report.verdict == "quarantine"
+    result = next(r for r in report.checks if r.name == "outliers")
+    assert result.failed
+    assert set(report.flagged.index) & set(np.flatnonzero(mask))
