@@ -227,12 +227,35 @@ def process_batch(
             "reason": "claimed by another worker or already routed",
         }
     fault_point("after_claim")
+    batch = ws.ledger.get(batch.id)
+    if not _source_intact(ws, batch):
+        ws.ledger.release_claim(
+            batch.id, actor=worker, reason="landing file missing or changed; not scanned"
+        )
+        log.warning("batch %s: landing file missing or changed; skipped", batch.id)
+        return {
+            "batch_id": batch.id,
+            "dataset": batch.dataset,
+            "name": batch.original_name,
+            "outcome": "skipped",
+            "reason": "landing file missing or changed since discovery; see reconcile",
+        }
     try:
-        return scan_and_route(ws, ws.ledger.get(batch.id), cache, worker=worker)
+        return scan_and_route(ws, batch, cache, worker=worker)
     except BaseException:
         # the run itself failed (e.g. the reference cannot be read): give the claim back
         ws.ledger.release_claim(batch.id, actor=worker, reason="run failed; claim released")
         raise
+
+
+def _source_intact(ws: Workspace, batch: BatchRecord) -> bool:
+    store = ws.store
+    try:
+        return store.exists(batch.source_path) and (
+            store.sha256(batch.source_path)[0] == batch.sha256
+        )
+    except OSError:
+        return False
 
 
 def scan_and_route(

@@ -99,6 +99,7 @@ def test_concurrent_claims_have_exactly_one_winner(
         ledger.close()
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_route_each_batch_once(env: Any, pg_url: str) -> None:
     """Two ``sanitizer run`` processes on one landing zone and one PostgreSQL ledger:
     both discover everything, each batch is routed exactly once."""

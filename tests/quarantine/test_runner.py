@@ -17,6 +17,7 @@ import pytest
 from sanitizer.config import SanitizerConfig
 from sanitizer.quarantine.errors import TransitionError
 from sanitizer.quarantine.moves import Workspace
+from sanitizer.quarantine.reconcile import reconcile
 from sanitizer.quarantine.review import reject_batch, release_batch, show_batch
 from sanitizer.quarantine.runner import run_dataset
 
@@ -298,9 +299,29 @@ def test_remote_root_through_fsspec(tmp_path: Path, q_fitted: Any, q_parts: Any)
     ws = Workspace.open(storage)
     try:
         assert release_batch(ws, got["bad.csv"]["batch_id"], actor="a", reason="r")["changed"]
-        from sanitizer.quarantine.reconcile import reconcile
-
         assert reconcile(ws, stale_after=0)["in_agreement"]
     finally:
         ws.close()
         fs.rm(root.removeprefix("memory://"), recursive=True)
+
+
+def test_a_file_removed_after_discovery_does_not_stop_the_run(env: Any, q_fitted: Any) -> None:
+    from sanitizer.quarantine.runner import discover, process_batch
+
+    (env.landing / "gone.csv").write_bytes(b"\x00 one")
+    (env.landing / "stays.csv").write_bytes(b"\x00 two")
+    ws = _ws(env)
+    try:
+        found = discover(ws, env.config)
+        (env.landing / "gone.csv").unlink()
+        results = {
+            r["name"]: r
+            for r in (process_batch(ws, env.config, i, worker="w") for i in found["pending"])
+        }
+        assert results["gone.csv"]["outcome"] == "skipped"
+        assert results["stays.csv"]["outcome"] == "quarantined"
+        assert ws.ledger.get(results["gone.csv"]["batch_id"]).claimed_at is None
+        problems = reconcile(ws, stale_after=0)["problems"]
+        assert [p["batch_id"] for p in problems] == [results["gone.csv"]["batch_id"]]
+    finally:
+        ws.close()
