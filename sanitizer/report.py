@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,9 +12,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from sanitizer.checks.base import CheckResult
+    from sanitizer.engine import Sanitizer
 
 Verdict = Literal["pass", "quarantine"]
-MAX_FLAGGED_IN_HTML = 200
 
 
 @dataclass(frozen=True)
@@ -79,52 +78,72 @@ class ScanReport:
             lines.append(f"  [{c.status:>5}] {c.name}: {c.message}")
         return "\n".join(lines)
 
-    def to_html(self, title: str | None = None) -> str:
-        """A self-contained page (no scripts, no external resources); every value escaped."""
-        esc = html.escape
-        title = title or f"Scan report: {self.dataset}"
-        colour = "#1a7f37" if self.verdict == "pass" else "#cf222e"
-        check_rows = "".join(
-            f"<tr class='{esc(c.status)}'><td>{esc(c.name)}</td><td>{esc(c.status)}</td>"
-            f"<td>{esc(c.severity)}</td><td>{_fmt(c.statistic)}</td><td>{_fmt(c.threshold)}</td>"
-            f"<td>{_fmt(c.p_value)}</td><td>{c.flagged_rows}</td><td>{esc(c.message)}</td></tr>"
-            for c in self.checks
+    def to_html(
+        self,
+        title: str | None = None,
+        *,
+        batch: pd.DataFrame | None = None,
+        reference: pd.DataFrame | None = None,
+        sanitizer: Sanitizer | None = None,
+        batch_id: str | None = None,
+        sha256: str | None = None,
+        source: str | None = None,
+    ) -> str:
+        """A self-contained page (no scripts, no external resources); every value escaped.
+
+        With ``batch`` and ``reference`` (and the fitted ``sanitizer`` for column roles)
+        the page also compares distributions and shows nearest reference rows; see
+        :func:`sanitizer.report_html.render_html`.
+        """
+        from sanitizer.report_html import render_html
+
+        return render_html(
+            self,
+            batch=batch,
+            reference=reference,
+            sanitizer=sanitizer,
+            title=title,
+            batch_id=batch_id,
+            sha256=sha256,
+            source=source,
         )
+
+    def flagged_csv(self) -> str:
+        """The flagged rows as CSV (``row``, ``score``, ``reasons``, then the batch's
+        columns), safe to open in a spreadsheet: text cells and headers that a
+        spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR) are
+        prefixed with ``'``."""
+        import csv
+        import io
+
         positions = self._positions
-        flagged_items = list(self.flagged["reasons"].items())
-        flagged_rows = "".join(
-            f"<tr><td>{positions[label]}</td><td>{_fmt(float(self.row_scores[label]))}</td>"
-            f"<td>{esc('; '.join(reasons))}</td></tr>"
-            for label, reasons in flagged_items[:MAX_FLAGGED_IN_HTML]
-        )
-        more = len(flagged_items) - MAX_FLAGGED_IN_HTML
-        more_note = (
-            f"<p>… and {more} more flagged rows (see the JSON report).</p>" if more > 0 else ""
-        )
-        return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>{esc(title)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2rem;color:#1f2328}}
-.banner{{padding:1rem;border-radius:6px;color:#fff;background:{colour}}}
-table{{border-collapse:collapse;margin:1rem 0}} td,th{{border:1px solid #d0d7de;padding:4px 8px;text-align:left}}
-tr.fail td,tr.error td{{background:#ffebe9}} tr.warn td{{background:#fff8c5}}
-</style></head><body>
-<div class="banner" id="verdict"><h1>{esc(self.verdict.upper())}</h1>
-<p>dataset {esc(self.dataset)} · {self.rows} rows · {len(self.flagged)} flagged ·
-{esc(self.created_at)}</p></div>
-<h2>Checks</h2>
-<table id="checks"><tr><th>check</th><th>status</th><th>severity</th><th>statistic</th>
-<th>threshold</th><th>p-value</th><th>flagged rows</th><th>message</th></tr>{check_rows}</table>
-<h2>Flagged rows</h2>
-<table id="flagged"><tr><th>row</th><th>score</th><th>reasons</th></tr>{flagged_rows}</table>
-{more_note}
-</body></html>
-"""
+        columns = [c for c in self.flagged.columns if c != "reasons"]
+        out = io.StringIO()
+        writer = csv.writer(out, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        writer.writerow(["row", "score", "reasons", *(_csv_cell(str(c)) for c in columns)])
+        for label, row in zip(
+            self.flagged.index, self.flagged.itertuples(index=False), strict=True
+        ):
+            values = dict(zip(self.flagged.columns, row, strict=True))
+            writer.writerow(
+                [
+                    positions[label],
+                    round(float(self.row_scores[label]), 6),
+                    _csv_cell("; ".join(values.get("reasons") or ())),
+                    *(_csv_cell(values[c]) for c in columns),
+                ]
+            )
+        return out.getvalue()
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.4g}"
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def _csv_cell(value: Any) -> Any:
+    """Numbers as they are; text that could start a spreadsheet formula gets a ``'``."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = str(value)
+    if text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
