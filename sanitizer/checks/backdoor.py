@@ -505,7 +505,7 @@ def _cell_counts(cells: np.ndarray, y: np.ndarray, edges: np.ndarray, k: int) ->
 def _category_codes(values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
     import pandas as pd
 
-    return np.asarray(pd.Categorical(values, categories=list(categories)).codes, dtype=np.int64)
+    return np.asarray(pd.Index(list(categories), dtype=object).get_indexer(values), dtype=np.int64)
 
 
 def _whitening(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,202 @@
+"""DriftCheck (warn) and ConditionalDriftCheck (quarantine) on data with a known answer."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sanitizer.checks.drift import ConditionalDriftCheck, DriftCheck, categorical_pvalue, holm
+from sanitizer.config import CheckConfig, SanitizerConfig
+from sanitizer.contract import DataContract
+from sanitizer.engine import Sanitizer
+from sanitizer.samples import make_dataset, split
+from sanitizer.table import Table
+
+CONFIG = SanitizerConfig(label_column="label", id_columns=("record_id",))
+
+
+def select_by(pool: pd.DataFrame, weights: np.ndarray, size: int, seed: int) -> pd.DataFrame:
+    """A batch drawn from clean rows with unequal probabilities: P(label | x) unchanged."""
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(pool), size=size, replace=False, p=weights / weights.sum())
+    return pool.iloc[np.sort(rows)].reset_index(drop=True)
+
+
+def covariate_shift(pool: pd.DataFrame, size: int, seed: int, strength: float) -> pd.DataFrame:
+    z = (pool["x0"] - pool["x0"].mean()) / pool["x0"].std()
+    return select_by(pool, np.exp(strength * z.to_numpy()), size, seed)
+
+
+def prior_shift(pool: pd.DataFrame, size: int, seed: int, factor: float) -> pd.DataFrame:
+    return select_by(pool, np.where(pool["label"].to_numpy() == 1, factor, 1.0), size, seed)
+
+
+def flip_labels(batch: pd.DataFrame, rate: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    out = batch.copy()
+    rows = rng.choice(len(out), size=round(rate * len(out)), replace=False)
+    out.loc[rows, "label"] = 1 - out.loc[rows, "label"]
+    return out
+
+
+@cache
+def fitted() -> tuple[DriftCheck, ConditionalDriftCheck, pd.DataFrame, pd.DataFrame, DataContract]:
+    data = make_dataset(16_000, n_numeric=8, seed=31)
+    reference, pool = split(data, [4_000, 12_000], seed=1)
+    contract = DataContract.from_reference(reference, CONFIG)
+    drift = DriftCheck().fit(Table(reference, contract))
+    conditional = ConditionalDriftCheck().fit(Table(reference, contract))
+    return drift, conditional, reference, pool, contract
+
+
+def test_clean_batches_rarely_fail() -> None:
+    drift, conditional, _, pool, contract = fitted()
+    parts = split(pool, [50, 200, 1000] * 6 + [50, 200], seed=2)
+    drift_failed = conditional_failed = 0
+    for batch in parts:
+        t = Table(batch, contract)
+        drift_failed += drift.run(t).status == "fail"
+        conditional_failed += conditional.run(t).status == "fail"
+    assert drift_failed <= 1
+    assert conditional_failed <= 1
+
+
+def test_covariate_shift_is_drift_but_not_conditional_drift() -> None:
+    drift, conditional, _, pool, contract = fitted()
+    batch = covariate_shift(pool, 3000, seed=3, strength=0.4)
+    t = Table(batch, contract)
+    result = drift.run(t)
+    assert result.status == "fail"
+    assert "x0" in result.info["drifted"]
+    assert "x0" in result.message
+    assert result.severity == "warn"
+    assert conditional.run(t).status == "pass"
+
+
+def test_prior_shift_is_drift_but_not_conditional_drift() -> None:
+    drift, conditional, _, pool, contract = fitted()
+    batch = prior_shift(pool, 3000, seed=4, factor=1.6)
+    t = Table(batch, contract)
+    result = drift.run(t)
+    assert "label prior" in result.info["drifted"]
+    assert conditional.run(t).status == "pass"
+
+
+def test_domain_classifier_sees_a_joint_change() -> None:
+    """Swap x1 between rows: every marginal is unchanged, the joint is not."""
+    drift, _, _, pool, contract = fitted()
+    batch = pool.sample(3000, random_state=5).reset_index(drop=True)
+    batch["x1"] = np.random.default_rng(5).permutation(batch["x1"].to_numpy())
+    result = drift.run(Table(batch, contract))
+    assert result.info["drifted"] == ["domain classifier"]
+    assert result.info["domain_auc"] > 0.6
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.15])
+def test_label_flips_are_conditional_drift(rate: float) -> None:
+    _, conditional, _, pool, contract = fitted()
+    batch = flip_labels(pool.sample(1000, random_state=6).reset_index(drop=True), rate, 6)
+    result = conditional.run(Table(batch, contract))
+    assert result.status == "fail", result.message
+    assert result.statistic is not None and result.statistic > 0.02
+
+
+def test_holm_and_categorical_pvalue() -> None:
+    np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
+    assert holm(np.zeros(0)).size == 0
+    _, p_same = categorical_pvalue(np.array([400.0, 300, 200, 100]), np.array([40.0, 30, 20, 10]))
+    assert p_same > 0.5
+    _, p_moved = categorical_pvalue(np.array([400.0, 300, 200, 100]), np.array([10.0, 30, 20, 40]))
+    assert p_moved < 1e-6
+
+
+def test_option_validation() -> None:
+    with pytest.raises(ValueError, match="correction"):
+        DriftCheck(correction="fdr")
+    with pytest.raises(ValueError, match="alpha"):
+        ConditionalDriftCheck(alpha=2.0)
+
+
+# -- edge cases -------------------------------------------------------------------
+
+
+def _both(reference: pd.DataFrame, batch: pd.DataFrame) -> None:
+    contract = DataContract.from_reference(reference, CONFIG)
+    for check in (DriftCheck(), ConditionalDriftCheck()):
+        result = check.fit(Table(reference, contract)).run(Table(batch, contract))
+        assert result.p_value is None or 0.0 <= result.p_value <= 1.0
+
+
+def test_one_class_constant_column_and_nans() -> None:
+    data = make_dataset(1_500, n_numeric=4, seed=3)
+    data["label"] = 0
+    data["const"] = 7.0
+    data.loc[data.index % 9 == 0, "x1"] = np.nan
+    data.loc[data.index % 7 == 0, "region"] = None
+    reference, batch = split(data, [1_000, 300], seed=0)
+    _both(reference, batch)
+
+
+def test_categorical_only_numeric_only_and_tiny_batches() -> None:
+    data = make_dataset(1_500, n_numeric=4, seed=4)
+    reference, batch = split(data, [1_000, 300], seed=0)
+    cats = ["record_id", "region", "plan", "label"]
+    _both(reference[cats], batch[cats])
+    nums = [c for c in data.columns if c not in ("region", "plan")]
+    _both(reference[nums], batch[nums])
+    for n in (1, 2, 5):
+        _both(reference, batch.iloc[:n])
+
+
+def test_unseen_category_is_drift() -> None:
+    drift, _, _, pool, contract = fitted()
+    batch = pool.sample(500, random_state=7).reset_index(drop=True)
+    batch.loc[:60, "region"] = "atlantis"
+    assert "region" in drift.run(Table(batch, contract)).info["drifted"]
+
+
+# -- properties -------------------------------------------------------------------
+
+
+@cache
+def univariate() -> DriftCheck:
+    _, _, reference, _, contract = fitted()
+    return DriftCheck(domain_classifier=False).fit(Table(reference, contract))
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(min_value=1, max_value=80), seed=st.integers(min_value=0, max_value=10_000))
+def test_univariate_tests_are_permutation_invariant(n: int, seed: int) -> None:
+    _, _, _, pool, contract = fitted()
+    check = univariate()
+    batch = pool.sample(n, random_state=seed).reset_index(drop=True)
+    result = check.run(Table(batch, contract))
+    assert result.p_value is not None and 0.0 <= result.p_value <= 1.0
+    perm = np.random.default_rng(seed).permutation(n)
+    permuted = check.run(Table(batch.iloc[perm].reset_index(drop=True), contract))
+    assert permuted.p_value == pytest.approx(result.p_value)
+    assert permuted.info["drifted"] == result.info["drifted"]
+
+
+def test_through_the_engine_drift_warns_conditional_drift_quarantines() -> None:
+    _, _, reference, pool, _ = fitted()
+    sanitizer = Sanitizer(
+        label_column="label",
+        id_columns=("record_id",),
+        checks={"drift": CheckConfig(), "conditional_drift": CheckConfig()},
+    ).fit(reference)
+    shifted = covariate_shift(pool, 2000, seed=8, strength=0.5)
+    report = sanitizer.scan(shifted)
+    by_name = {r.name: r for r in report.checks}
+    assert by_name["drift"].status == "warn"
+    assert by_name["conditional_drift"].status == "pass"
+    assert report.verdict == "pass"
+    flipped = flip_labels(pool.sample(1000, random_state=9).reset_index(drop=True), 0.1, 9)
+    report = sanitizer.scan(flipped)
+    assert report.verdict == "quarantine"
+    assert {r.name: r for r in report.checks}["conditional_drift"].status == "fail"
