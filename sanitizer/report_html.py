@@ -143,7 +143,10 @@ class _Columns:
 
 
 def _columns(
-    report: ScanReport, batch: pd.DataFrame | None, contract: DataContract | None
+    report: ScanReport,
+    batch: pd.DataFrame | None,
+    contract: DataContract | None,
+    label: str | None,
 ) -> _Columns:
     if contract is not None:
         return _Columns(contract.numeric, contract.categorical, contract.label, contract.ids)
@@ -152,7 +155,9 @@ def _columns(
     frame = batch if batch is not None else report.flagged.drop(columns=["reasons"])
     numeric = tuple(str(c) for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c].dtype))
     categorical = tuple(str(c) for c in frame.columns if str(c) not in numeric)
-    return _Columns(numeric, categorical, None, ())
+    numeric = tuple(c for c in numeric if c != label)
+    categorical = tuple(c for c in categorical if c != label)
+    return _Columns(numeric, categorical, label, ())
 
 
 class _Data:
@@ -201,17 +206,19 @@ def render_html(
     batch_id: str | None = None,
     sha256: str | None = None,
     source: str | None = None,
+    label_column: str | None = None,
 ) -> str:
     """The report page for one scanned batch.
 
     ``batch`` (the scanned frame) and ``reference`` (the trusted frame the checks
     were fitted on) enable the distribution, value-by-label and nearest-reference
     panels; ``sanitizer`` (fitted) or ``contract`` tells numeric features,
-    categoricals, the label and id columns apart (otherwise dtypes decide).
+    categoricals, the label and id columns apart (otherwise dtypes decide, and
+    ``label_column`` names the label).
     """
     if contract is None and sanitizer is not None:
         contract = getattr(sanitizer, "contract_", None)
-    cols = _columns(report, batch, contract)
+    cols = _columns(report, batch, contract, label_column)
     data = _Data(batch, reference, cols)
     title = title or f"Scan report: {report.dataset}"
     failing = [c for c in report.checks if c.status != "pass"]
@@ -264,8 +271,8 @@ def _md(value: Any, limit: int, *, code: bool = False) -> str:
     text = _CONTROL.sub(" ", " ".join(str(value).split()))
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    if code:
-        return text.replace("`", "'")
+    if code:  # inside a code span only the backtick and Slack's <url|text> syntax matter
+        return text.replace("`", "'").replace("<", "‹").replace(">", "›")
     return re.sub(r"([\\`*_{}\[\]<>#!|~&])", r"\\\1", text)
 
 
