@@ -23,6 +23,15 @@ from sanitizer.quarantine.runner import run_dataset
 GARBAGE = b"\xff\xfe\x00 this is not a table \x00" * 50
 
 
+@pytest.fixture
+def env(env: Any) -> Any:
+    """The shared env with a 1000-byte limit: GARBAGE is routed as ``too_large``, so the
+    killed subprocesses never import pandas (the move code is the same for every route)."""
+    with env.config_path.open("a", encoding="utf-8") as fh:
+        fh.write("max_file_bytes = 1000\n")
+    return env
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -77,7 +86,7 @@ def test_crash_during_scan_routing_is_recovered(env: Any, step: str) -> None:
     ws = _ws(env)
     try:
         (batch,) = ws.ledger.batches()
-        assert batch.state == "quarantined" and batch.reason == "unreadable"
+        assert batch.state == "quarantined" and batch.reason == "too_large"
         moves = [(e.from_state, e.to_state) for e in ws.ledger.events(batch.id)]
         assert moves.count(("scanning", "quarantined")) == 1
         assert moves[0] == (None, "landed")
@@ -116,6 +125,8 @@ def test_crash_during_release_is_recovered(env: Any, step: str) -> None:
 
 @pytest.mark.slow
 def test_crash_after_verify_of_an_accepted_batch_rolls_forward(env: Any, q_parts: Any) -> None:
+    text = env.config_path.read_text(encoding="utf-8")
+    env.config_path.write_text(text.replace("max_file_bytes = 1000\n", ""), encoding="utf-8")
     q_parts[1].to_csv(env.landing / "clean.csv", index=False)
     sha = _sha((env.landing / "clean.csv").read_bytes())
     proc = env.cli("run", "--config", str(env.config_path), env={ENV_VAR: "after_verify"})
