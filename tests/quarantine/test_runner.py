@@ -325,3 +325,19 @@ def test_a_file_removed_after_discovery_does_not_stop_the_run(env: Any, q_fitted
         assert [p["batch_id"] for p in problems] == [results["gone.csv"]["batch_id"]]
     finally:
         ws.close()
+
+
+def test_a_scan_that_raises_is_quarantined_as_scan_error(env: Any, q_parts: Any) -> None:
+    class Exploding:
+        def scan(self, frame: pd.DataFrame, *, path: str | None = None) -> Any:
+            raise RuntimeError("check blew up")
+
+    q_parts[1].to_csv(env.landing / "a.csv", index=False)
+    q_parts[2].to_csv(env.landing / "b.csv", index=False)
+    result = run_dataset(env.config, sanitizer=Exploding(), worker="w")  # type: ignore[arg-type]
+    assert {b["reason"] for b in result["batches"]} == {"scan_error"}
+    assert result["counts"] == {"quarantined": 2}  # the first failure did not stop the run
+    manifest = json.loads(
+        (env.zone("quarantine") / result["batches"][0]["batch_id"] / "manifest.json").read_text()
+    )
+    assert manifest["message"] == "RuntimeError: check blew up"
