@@ -1,0 +1,381 @@
+"""Label consistency: how plausible is each row's label given its features?
+
+Two views of the trusted reference are combined:
+
+- a classifier's **out-of-fold** class probabilities (k-fold on the reference),
+  with confident-learning per-class thresholds t_j = mean out-of-fold probability
+  of class j on rows labelled j (Northcutt et al., 2021): the model part of a
+  row's plausibility is min(1, p_y / t_y), its self-confidence relative to what is
+  normal for its class;
+- the share of its k nearest reference neighbours (scaled features) that carry the
+  same label (Paudice et al., 2018); reference rows leave themselves out.
+
+Raw implausibility = 1 − (w · kNN agreement + (1 − w) · model part). It is
+calibrated per class to the reference's own out-of-fold distribution: a row's
+score is the mid-rank percentile of its raw value among reference rows of the same
+label, so scores are comparable across batches and classes, and a label-prior
+shift does not change the flag rate. A row is flagged when its score reaches
+1 − ``row_rate``.
+
+Batch rows are scored by the fold models themselves (each row by one of them,
+chosen by a hash of its content), not by a model refitted on the whole reference:
+a batch row is then exactly as "unseen" as a reference row was out of fold, so
+under the null its score has the calibration distribution. A refitted model
+shifts every probability a little, which in low-cardinality data moves whole
+atoms of identical rows across the threshold and breaks the false-alarm rate.
+
+The batch test is one-sided and exact: the batch's flagged count against the
+reference's out-of-fold flagged count (Fisher's exact test — the binomial test
+with the reference rate's own sampling error accounted for, so a 100k-row batch is
+not failed by the estimate's noise), at a few row thresholds (``test_rates``,
+Bonferroni): a strict threshold has power when the reference is clean, a looser
+one when natural label noise fills the top percentile.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import numpy as np
+
+from sanitizer.checks._features import FeatureEncoder
+from sanitizer.checks.base import Check, CheckResult, Status
+
+if TYPE_CHECKING:
+    from sanitizer.table import Table
+
+log = logging.getLogger(__name__)
+
+MAX_REASONS = 1000
+Model = Literal["hgb", "logistic"]
+
+
+class LabelConsistencyCheck(Check):
+    """Out-of-fold model probabilities + kNN label agreement, calibrated on the reference.
+
+    Options: ``alpha`` (batch test level), ``row_rate`` (share of clean reference
+    rows flagged; the row threshold is its per-class quantile), ``model``
+    (``"hgb"`` histogram gradient boosting or ``"logistic"``), ``n_folds``,
+    ``n_neighbors``, ``knn_weight`` (weight of kNN agreement in the raw score),
+    ``max_reference_rows`` (rows used to fit the model; a random subsample above)
+    and ``max_index_rows`` (reference rows in the kNN index), ``holdout`` (share of
+    the reference kept out of fitting to measure the clean flag rate), ``n_threads`` (native
+    threads for the model; 1 by default because scans share small machines and
+    OpenMP threads contend badly there; None = all cores), ``seed``.
+    """
+
+    name = "label_consistency"
+    default_severity = "quarantine"
+    description = "labels implausible for their features (out-of-fold model + kNN agreement)"
+
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        row_rate: float = 0.01,
+        test_rates: tuple[float, ...] = (0.01, 0.03, 0.1),
+        model: Model = "hgb",
+        n_folds: int = 5,
+        n_neighbors: int = 10,
+        knn_weight: float = 0.5,
+        max_reference_rows: int = 20_000,
+        max_index_rows: int = 5_000,
+        holdout: float = 0.4,
+        n_threads: int | None = 1,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        if not 0.0 < row_rate < 0.5:
+            raise ValueError(f"row_rate must be in (0, 0.5), got {row_rate}")
+        if model not in ("hgb", "logistic"):
+            raise ValueError(f"model must be 'hgb' or 'logistic', got {model!r}")
+        if n_folds < 2 or n_neighbors < 1:
+            raise ValueError("n_folds must be >= 2 and n_neighbors >= 1")
+        if not 0.0 <= knn_weight <= 1.0:
+            raise ValueError(f"knn_weight must be in [0, 1], got {knn_weight}")
+        self.alpha = alpha
+        if not test_rates or not all(0.0 < r < 0.5 for r in test_rates):
+            raise ValueError(f"test_rates must be rates in (0, 0.5), got {test_rates}")
+        self.row_rate = row_rate
+        self.test_rates = tuple(test_rates)
+        self.model = model
+        self.n_folds = n_folds
+        self.n_neighbors = n_neighbors
+        self.knn_weight = knn_weight
+        self.max_reference_rows = max_reference_rows
+        self.max_index_rows = max_index_rows
+        if not 0.1 <= holdout <= 0.9:
+            raise ValueError(f"holdout must be in [0.1, 0.9], got {holdout}")
+        self.holdout = holdout
+        self.n_threads = n_threads
+        self.seed = seed
+
+    # -- fitting -------------------------------------------------------------------
+
+    def _new_model(self) -> Any:
+        if self.model == "logistic":
+            from sklearn.linear_model import LogisticRegression
+
+            return LogisticRegression(max_iter=1000)
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(
+            max_iter=100, max_leaf_nodes=15, early_stopping=False, random_state=self.seed
+        )
+
+    def fit(self, reference: Table) -> Self:
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        rng = np.random.default_rng(self.seed)
+        self.encoder_ = FeatureEncoder.fit(reference)
+        x_all = reference.encoded(self.encoder_)
+        y_all = np.asarray(reference.labels, dtype=str)
+        if len(y_all) > self.max_reference_rows:
+            keep = np.sort(rng.choice(len(y_all), self.max_reference_rows, replace=False))
+            x_all, y_all = x_all[keep], y_all[keep]
+        self.classes_ = np.unique(y_all)
+        self.n_reference_ = len(y_all)
+        self.unjudgeable_: str | None = None
+        if self.classes_.size < 2:
+            self.unjudgeable_ = f"the reference has one class only ({self.classes_[0]!r})"
+        elif x_all.shape[1] == 0:
+            self.unjudgeable_ = "the reference has no features"
+        if self.unjudgeable_:
+            log.info("label_consistency cannot judge labels: %s", self.unjudgeable_)
+            return self
+        y_idx = np.searchsorted(self.classes_, y_all)
+        # A holdout the models and the kNN index never see, scored exactly as a batch
+        # is, estimates the clean flag rates: then holdout and batch rows are
+        # exchangeable and the exact test is valid. (Rates measured on rows that also
+        # trained the models are biased low when identical rows form large groups, as
+        # in low-cardinality data; calibrating thresholds on the same counts they are
+        # tested with biases them further.)
+        n_all = len(y_idx)
+        holdout = (rng.permutation(n_all) < round(self.holdout * n_all)) if n_all >= 50 else None
+        fit_rows = np.ones(n_all, dtype=bool) if holdout is None else ~holdout
+        x_fit, y_fit = x_all[fit_rows], y_idx[fit_rows]
+        smallest = int(np.bincount(y_fit, minlength=len(self.classes_)).min())
+        folds = min(self.n_folds, len(y_fit))
+        if smallest >= folds:
+            cv: Any = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
+        else:
+            cv = KFold(folds, shuffle=True, random_state=self.seed)
+        n_classes = len(self.classes_)
+        proba = np.zeros((len(y_fit), n_classes))
+        self.models_: list[Any] = []
+        with self._threads():
+            for train, test in cv.split(x_fit, y_fit):
+                model = self._new_model().fit(x_fit[train], y_fit[train])
+                proba[test] = _proba(model, x_fit[test], n_classes)
+                self.models_.append(model)
+        self.hash_weights_ = rng.normal(size=x_all.shape[1])  # batch row → fold model
+        p_given = proba[np.arange(len(y_fit)), y_fit]
+        # confident-learning thresholds: average out-of-fold self-confidence per class
+        self.class_thresholds_ = np.array(
+            [
+                max(float(p_given[y_fit == j].mean()), 1e-6) if np.any(y_fit == j) else 1.0
+                for j in range(n_classes)
+            ]
+        )
+        # kNN index on (a subsample of) the fitting rows; they leave themselves out
+        n_index = min(self.max_index_rows, len(y_fit))
+        index_rows = np.sort(rng.choice(len(y_fit), n_index, replace=False))
+        self.index_x_ = x_fit[index_rows]
+        self.index_y_ = y_fit[index_rows]
+        self.k_ = min(self.n_neighbors, max(1, n_index - 1))
+        self._build_index()
+        agree = self._knn_agreement(x_fit, y_fit, self_rows=index_rows)
+        raw = self._raw(p_given, y_fit, agree)
+        # calibration: per-class sorted out-of-fold raw scores of the fitting rows
+        self.reference_raw_ = [np.sort(raw[y_fit == j]) for j in range(n_classes)]
+        if holdout is None:
+            scores = self._calibrate(raw, y_fit)
+        else:
+            scores = self._score(x_all[holdout], y_idx[holdout]).scores
+        self.n_reference_ = len(scores)
+        self.row_threshold_ = 1.0 - self.row_rate
+        self.reference_flagged_ = int(np.sum(scores >= self.row_threshold_))
+        self.reference_rate_ = self.reference_flagged_ / max(self.n_reference_, 1)
+        self.test_thresholds_ = np.array([1.0 - r for r in self.test_rates])
+        self.reference_test_flagged_ = np.array(
+            [int(np.sum(scores >= t)) for t in self.test_thresholds_]
+        )
+        log.debug(
+            "label_consistency fitted: %d rows, %d classes, reference flag rate %.4f",
+            n_all,
+            n_classes,
+            self.reference_rate_,
+        )
+        return self
+
+    def _score(self, x: np.ndarray, y_idx: np.ndarray) -> _Scores:
+        """Score rows the models never saw: fold model by content hash, kNN, calibration."""
+        n = len(y_idx)
+        fold = self._fold_of(x, y_idx)
+        proba = np.zeros((n, len(self.classes_)))
+        with self._threads():
+            for k, model in enumerate(self.models_):
+                rows = fold == k
+                if rows.any():
+                    proba[rows] = _proba(model, x[rows], len(self.classes_))
+        p_given = proba[np.arange(n), y_idx]
+        agree = self._knn_agreement(x, y_idx)
+        scores = self._calibrate(self._raw(p_given, y_idx, agree), y_idx)
+        return _Scores(scores=scores, proba=proba, p_given=p_given, agree=agree)
+
+    def _fold_of(self, x: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
+        """Which fold model scores each batch row: a hash of the row's content plus its
+        occurrence number among identical rows, so identical rows are spread over the
+        folds and a permutation of the batch permutes the assignment."""
+        code = np.round(x, 6) @ self.hash_weights_ + 0.618033988749895 * y_idx
+        key = np.floor(np.abs(code) * 1e4 % 1e6).astype(np.int64)
+        order = np.lexsort((np.arange(len(key)), code))
+        sorted_code = code[order]
+        start = np.r_[True, sorted_code[1:] != sorted_code[:-1]]
+        group_start = np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))
+        occurrence = np.empty(len(key), dtype=np.int64)
+        occurrence[order] = np.arange(len(order)) - group_start
+        return (key + occurrence) % len(self.models_)
+
+    def _threads(self) -> Any:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=self.n_threads)
+
+    def _build_index(self) -> None:
+        from sklearn.neighbors import NearestNeighbors
+
+        # brute force: BLAS distance blocks beat trees at tabular widths (10–100 columns)
+        self.index_ = NearestNeighbors(n_neighbors=self.k_ + 1, algorithm="brute").fit(
+            self.index_x_
+        )
+
+    def _knn_agreement(
+        self, x: np.ndarray, y_idx: np.ndarray, self_rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Share of the k nearest index rows carrying label ``y_idx`` (self excluded)."""
+        if len(x) == 0:
+            return np.zeros(0)
+        _, nb = self.index_.kneighbors(x, n_neighbors=self.k_ + 1)
+        keep = np.ones(nb.shape, dtype=bool)
+        if self_rows is not None:  # reference rows in the index: leave themselves out
+            pos = np.full(len(x), -1)
+            pos[self_rows] = np.arange(len(self_rows))
+            is_self = nb == pos[:, None]
+            # drop self where present, else the farthest neighbour: k votes either way
+            keep[:, -1] = is_self.any(axis=1)
+            keep &= ~is_self
+        else:
+            keep[:, -1] = False
+        same = (self.index_y_[nb] == y_idx[:, None]) & keep
+        return same.sum(axis=1) / self.k_
+
+    def _raw(self, p_given: np.ndarray, y_idx: np.ndarray, agree: np.ndarray) -> np.ndarray:
+        model_part = np.minimum(1.0, p_given / self.class_thresholds_[y_idx])
+        return 1.0 - (self.knn_weight * agree + (1.0 - self.knn_weight) * model_part)
+
+    def _calibrate(self, raw: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
+        """Mid-rank percentile of each raw value among reference rows of its label."""
+        scores = np.zeros(len(raw))
+        for j, ref in enumerate(self.reference_raw_):
+            rows = y_idx == j
+            if not rows.any() or ref.size == 0:
+                continue
+            below = np.searchsorted(ref, raw[rows], side="left")
+            upto = np.searchsorted(ref, raw[rows], side="right")
+            scores[rows] = (below + upto) / (2.0 * ref.size)
+        return np.clip(scores, 0.0, 1.0)
+
+    # -- scanning ------------------------------------------------------------------
+
+    def run(self, batch: Table) -> CheckResult:
+        self._require_fitted("encoder_", "classes_")
+        n = len(batch)
+        if self.unjudgeable_:
+            return self.result(
+                "pass",
+                f"cannot judge labels: {self.unjudgeable_}",
+                row_scores=np.zeros(n),
+                row_flags=np.zeros(n, dtype=bool),
+                info={"judged": False},
+            )
+        x = batch.encoded(self.encoder_)
+        labels = np.asarray(batch.labels, dtype=str)
+        y_idx = np.searchsorted(self.classes_, labels)
+        known = (y_idx < len(self.classes_)) & (
+            self.classes_[np.minimum(y_idx, len(self.classes_) - 1)] == labels
+        )
+        y_idx = np.where(known, y_idx, 0)
+        scored = self._score(x, y_idx)
+        proba, agree = scored.proba, scored.agree
+        p_given = np.where(known, scored.p_given, 0.0)
+        scores = np.where(known, scored.scores, 1.0)
+        flags = scores >= self.row_threshold_
+        flagged = int(flags.sum())
+        p_values = [
+            _fisher_greater(int(np.sum(scores >= t)), n, int(ref), self.n_reference_)
+            for t, ref in zip(self.test_thresholds_, self.reference_test_flagged_, strict=True)
+        ]
+        p_value = min(1.0, len(p_values) * min(p_values))
+        status: Status = "fail" if p_value < self.alpha else "pass"
+        rate = flagged / n if n else 0.0
+        reasons = {}
+        for pos in np.flatnonzero(flags)[:MAX_REASONS]:
+            best = int(np.argmax(proba[pos]))
+            reasons[int(pos)] = (
+                f"label_consistency: label {labels[pos]!r} has probability {p_given[pos]:.2f} "
+                f"(kNN agreement {round(agree[pos] * self.k_)}/{self.k_}; "
+                f"model prefers {self.classes_[best]!r} at {proba[pos, best]:.2f})",
+            )
+        message = (
+            f"{flagged} of {n} rows ({rate:.2%}) have implausible labels; "
+            f"clean reference rate {self.reference_rate_:.2%}, p = {p_value:.3g}"
+        )
+        return self.result(
+            status,
+            message,
+            statistic=rate,
+            p_value=p_value,
+            threshold=self.alpha,
+            row_scores=scores,
+            row_flags=flags,
+            row_reasons=reasons,
+            info={
+                "judged": True,
+                "flagged": flagged,
+                "reference_rate": self.reference_rate_,
+                "row_threshold": self.row_threshold_,
+                "class_thresholds": dict(
+                    zip(self.classes_.tolist(), self.class_thresholds_.tolist(), strict=True)
+                ),
+                "model": self.model,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class _Scores:
+    scores: np.ndarray  # calibrated implausibility in [0, 1]
+    proba: np.ndarray  # class probabilities from the row's fold model
+    p_given: np.ndarray  # probability of the row's own label
+    agree: np.ndarray  # kNN label agreement in [0, 1]
+
+
+def _fisher_greater(flagged: int, n: int, ref_flagged: int, n_ref: int) -> float:
+    """One-sided exact p-value: is the batch's flag rate above the reference's?"""
+    from scipy.stats import fisher_exact
+
+    table = [[flagged, n - flagged], [ref_flagged, n_ref - ref_flagged]]
+    return min(1.0, max(0.0, float(fisher_exact(table, alternative="greater")[1])))
+
+
+def _proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities with one column per class (a fold may miss a rare class)."""
+    proba = np.asarray(model.predict_proba(x))
+    if proba.shape[1] == n_classes:
+        return proba
+    out = np.zeros((proba.shape[0], n_classes))
+    out[:, np.asarray(model.classes_, dtype=np.int64)] = proba
+    return out
