@@ -341,7 +341,7 @@ def _banner(
         ("rows clean (may train)", int(report.clean_rows.sum())),
         ("checks failed", f"{len(report.failing_checks)} of {len(report.checks)}"),
         ("mode", report.mode),
-        ("scanned at", report.created_at),
+        ("scanned at", report.created_at.replace("T", " ").replace("+00:00", " UTC")),
         ("scan time", f"{seconds:.2f} s"),
     ]
     dl = "".join(
@@ -418,8 +418,16 @@ def _check_section(i: int, c: CheckResult, report: ScanReport, data: _Data) -> s
         parts.append(f'<p class="hint">Looks for: {_text(what)}')
         parts.append(f"<br>When to release: {_text(release)}</p>" if release else "</p>")
     info = c.info
+    flags = c.row_flags if c.row_flags is not None and c.row_flags.any() else None
+    findings = info.get("findings")
+    findings = [f for f in findings if isinstance(f, Mapping)] if isinstance(findings, list) else []
+    # The check's own evidence first (what an operator decides on), then the pictures.
     if info.get("failed_expectations"):
         parts.append(_expectations_table(info))
+    if findings:
+        parts.append(_trigger_summary(findings))
+    if flags is not None and (c.name == "duplicates" or "rows_with_batch_twin" in info):
+        parts.append(_replica_groups(flags, data))
     plots: list[str] = []
     if c.row_scores is not None and len(c.row_scores) and float(np.max(c.row_scores)) > 0:
         plots.append(_score_histogram(c))
@@ -429,15 +437,15 @@ def _check_section(i: int, c: CheckResult, report: ScanReport, data: _Data) -> s
         plots.append(_prior_chart(info))
     if c.name == "label_consistency" or "reference_rate" in info:
         plots.append(_label_plausibility(c, data))
-    flags = c.row_flags if c.row_flags is not None and c.row_flags.any() else None
     for feature in _evidence_features(c, data, flags)[:MAX_FEATURE_PLOTS]:
         plots.append(_distribution(feature, data, flags))
     if plots:
         parts.append('<div class="plots">' + "".join(p for p in plots if p) + "</div>")
-    if info.get("findings"):
-        parts.append(_trigger_tables(info["findings"], data))
-    if flags is not None and (c.name == "duplicates" or "rows_with_batch_twin" in info):
-        parts.append(_replica_groups(flags, data))
+    label = data.cols.label
+    triggers = dict.fromkeys(str(f.get("feature")) for f in findings)
+    for feature in list(triggers)[:MAX_FEATURE_PLOTS]:
+        if label and data.has(data.batch, feature) and data.has(data.batch, label):
+            parts.append(_value_by_label(feature, label, data))
     parts.append(_info_details(info))
     parts.append("</section>")
     return "".join(parts)
@@ -600,16 +608,12 @@ def _prior_chart(info: Mapping[str, Any]) -> str:
     return _bar_chart(bars[:MAX_CATEGORIES], ["reference", "batch"], "Label prior", percent=True)
 
 
-def _trigger_tables(findings: Sequence[Any], data: _Data) -> str:
-    """Each suspected trigger: its cell, and the feature's values by label, batch vs reference."""
+def _trigger_summary(findings: Sequence[Mapping[str, Any]]) -> str:
+    """Each suspected trigger: the cell, how many batch rows carry it and with which label."""
     out = ["<h3>Suspected triggers</h3><table><tr><th>feature</th><th>value / cell</th>"
            "<th>batch rows</th><th>labelled</th><th>reference rows (this value)</th>"
            "<th>reference share of that label</th><th>p-value</th></tr>"]  # fmt: skip
-    features: list[str] = []
     for f in findings[:MAX_GROUPS]:
-        if not isinstance(f, Mapping):
-            continue
-        features.append(str(f.get("feature")))
         share = f.get("reference_share")
         out.append(
             f"<tr><td>{_text(f.get('feature'))}</td><td>{_text(f.get('cell'))}</td>"
@@ -620,10 +624,6 @@ def _trigger_tables(findings: Sequence[Any], data: _Data) -> str:
             f"<td class='n'>{_text(f.get('p_value'))}</td></tr>"
         )
     out.append("</table>")
-    label = data.cols.label
-    for feature in list(dict.fromkeys(features))[:MAX_FEATURE_PLOTS]:
-        if label and data.has(data.batch, feature) and data.has(data.batch, label):
-            out.append(_value_by_label(feature, label, data))
     return "".join(out)
 
 
@@ -841,6 +841,12 @@ def _flagged_section(report: ScanReport, data: _Data) -> str:
         notes.append(
             f"the top {len(near[0])} rows are followed by their nearest reference row; "
             "highlighted cells differ (numbers by more than half a reference standard deviation)"
+        )
+    if report.verdict == "pass":
+        notes.insert(
+            0,
+            "the batch passed: checks flag a small share of clean rows by design "
+            "(their row thresholds are reference quantiles)",
         )
     note = f"<p class='hint'>{_text('; '.join(notes))}.</p>" if notes else ""
     return (
