@@ -170,6 +170,7 @@ class _Data:
         self.reference = None if reference is None else reference.reset_index(drop=True)
         self.cols = cols
         self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self._matrices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def has(self, frame: pd.DataFrame | None, column: str) -> bool:
         return frame is not None and column in frame.columns
@@ -186,10 +187,47 @@ class _Data:
             if column in self.cols.numeric:
                 out = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64")
             else:
-                out = series.astype(object).where(series.notna(), "(missing)").astype(str)
-                out = out.to_numpy(dtype=object)
+                # Python strings, not numpy's fixed-width ones: a single hostile
+                # 50k-character cell must not make a 100k-row array of that width.
+                missing = series.isna().to_numpy()
+                raw = series.to_numpy(dtype=object)
+                out = np.array(
+                    [
+                        "(missing)" if m else v if isinstance(v, str) else str(v)
+                        for v, m in zip(raw, missing, strict=True)
+                    ],
+                    dtype=object,
+                )
             self._cache[key] = out
         return self._cache[key]
+
+    def matrix(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """All rows of ``which`` as (numerics scaled by the reference's — else the batch's —
+        median and standard deviation, categoricals as integer codes shared by both)."""
+        if which not in self._matrices:
+            import pandas as pd
+
+            base = "reference" if self.reference is not None else "batch"
+            base_frame = self.reference if self.reference is not None else self.batch
+            frame = self.batch if which == "batch" else self.reference
+            assert frame is not None
+            usable = [f for f in self.cols.features if self.has(self.batch, f)]
+            usable = [f for f in usable if self.has(base_frame, f)]
+            numeric = [f for f in usable if f in self.cols.numeric]
+            cats = [f for f in usable if f not in self.cols.numeric]
+            z = np.zeros((len(frame), len(numeric)))
+            for j, f in enumerate(numeric):
+                ref = self.values(base, f)
+                finite = np.isfinite(ref).any()
+                centre = float(np.nanmedian(ref)) if finite else 0.0
+                spread = float(np.nanstd(ref)) if finite else 1.0
+                z[:, j] = (self.values(which, f) - centre) / (spread or 1.0)
+            c = np.zeros((len(frame), len(cats)), dtype=np.int64)
+            for j, f in enumerate(cats):
+                known = pd.Index(pd.unique(self.values(base, f)))
+                c[:, j] = known.get_indexer(self.values(which, f))  # -1: not in the base
+            self._matrices[which] = (np.nan_to_num(z, nan=0.0, posinf=1e6, neginf=-1e6), c)
+        return self._matrices[which]
 
 
 # -- entry points ------------------------------------------------------------------
@@ -509,11 +547,18 @@ def _distance(a: np.ndarray, b: np.ndarray, numeric: bool) -> float:
         return float(np.max(np.abs(cdf_a - cdf_b)))
     if not len(a) or not len(b):
         return 0.0
-    ka, ca = np.unique(a.astype(str), return_counts=True)
-    kb, cb = np.unique(b.astype(str), return_counts=True)
-    pa = dict(zip(ka.tolist(), (ca / ca.sum()).tolist(), strict=True))
-    pb = dict(zip(kb.tolist(), (cb / cb.sum()).tolist(), strict=True))
+    pa, pb = _shares(a), _shares(b)
     return 0.5 * sum(abs(pa.get(k, 0.0) - pb.get(k, 0.0)) for k in set(pa) | set(pb))
+
+
+def _shares(values: np.ndarray) -> dict[str, float]:
+    """Share of each distinct value (hash-based: object arrays of 100k strings sort slowly)."""
+    import pandas as pd
+
+    if not len(values):
+        return {}
+    counts = pd.Series(values, dtype=object).value_counts(normalize=True, sort=False)
+    return {str(k): float(v) for k, v in counts.items()}
 
 
 def _info_details(info: Mapping[str, Any]) -> str:
@@ -643,9 +688,11 @@ def _value_by_label(feature: str, label: str, data: _Data) -> str:
     classes = sorted(set(y.tolist()) | (set(ry.tolist()) if ry is not None else set()))
     classes = classes[:MAX_CATEGORIES]
     keys = np.round(values, 9) if numeric else values
-    uniq, counts = np.unique(keys, return_counts=True)
+    import pandas as pd
+
+    frequent = pd.Series(keys, copy=False).value_counts().index[:8]
     cells: list[tuple[str, np.ndarray, np.ndarray | None]] = []
-    for v in uniq[np.argsort(-counts, kind="stable")][:8]:
+    for v in frequent:
         if numeric and np.sum(keys == v) < 2:
             break
         ref_mask = None if rv is None else (np.round(rv, 9) == v if numeric else rv == v)
@@ -697,10 +744,16 @@ def _mix_text(mix: np.ndarray, classes: Sequence[str]) -> str:
 
 def _replica_groups(flags: np.ndarray, data: _Data) -> str:
     """Flagged rows grouped by (near-)identical features: one vector, many labels."""
+    import pandas as pd
+
     if data.batch is None or len(flags) != len(data.batch):
         return ""
     rows = np.flatnonzero(flags)[:1000]
-    z, cats = _standardised(data, "batch", rows)
+    z = data.matrix("batch")[0][rows]
+    cat_cols = [f for f in data.cols.categorical if data.has(data.batch, f)]
+    cats = np.empty((len(rows), len(cat_cols)), dtype=object)
+    for j, f in enumerate(cat_cols):
+        cats[:, j] = data.values("batch", f)[rows]
     label = data.cols.label
     y = data.values("batch", label)[rows] if label and data.has(data.batch, label) else None
     unassigned = np.ones(len(rows), dtype=bool)
@@ -723,20 +776,18 @@ def _replica_groups(flags: np.ndarray, data: _Data) -> str:
         + "".join(f"<th>{_text(f)}</th>" for f in feats)
         + "</tr>"
     ]
-    for g in shown:
+    near = _nearest_reference(data, np.array([rows[g[0]] for g in shown]))
+    for k, g in enumerate(shown):
         first = int(rows[g[0]])
         if y is not None:
-            lab, cnt = np.unique(y[g].astype(str), return_counts=True)
-            labels = ", ".join(
-                f"{k} × {n}" for k, n in zip(lab.tolist(), cnt.tolist(), strict=True)
-            )
+            mix = pd.Series(y[g], dtype=object).value_counts().sort_index()
+            labels = ", ".join(f"{k} × {n}" for k, n in mix.items())
         else:
             labels = "–"
-        ref = _nearest_reference(data, np.array([first]))
         ref_label = "–"
-        if ref is not None and label and data.has(data.reference, label):
+        if near is not None and label and data.has(data.reference, label):
             assert data.reference is not None
-            ref_label = f"{data.reference[label].iloc[int(ref[0][0])]} (distance {ref[1][0]:.2g})"
+            ref_label = f"{data.reference[label].iloc[int(near[0][k])]} (distance {near[1][k]:.2g})"
         values = "".join(f"<td>{_cell(data.batch[f].iloc[first])}</td>" for f in feats)
         out.append(
             f"<tr><td class='n'>{len(g)}</td><td>{_text(labels)}</td>"
@@ -749,31 +800,13 @@ def _replica_groups(flags: np.ndarray, data: _Data) -> str:
 # -- flagged rows, next to their nearest reference rows ------------------------------
 
 
-def _standardised(data: _Data, which: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Numeric features scaled by the reference (or batch) spread; categoricals as strings."""
-    base = "reference" if data.reference is not None else "batch"
-    base_frame = data.reference if data.reference is not None else data.batch
-    numeric = [f for f in data.cols.numeric if data.has(data.batch, f) and data.has(base_frame, f)]
-    cats = [f for f in data.cols.categorical if data.has(data.batch, f) and data.has(base_frame, f)]
-    z = np.zeros((len(rows), len(numeric)))
-    for j, f in enumerate(numeric):
-        ref = data.values(base, f)
-        centre = float(np.nanmedian(ref)) if np.isfinite(ref).any() else 0.0
-        spread = float(np.nanstd(ref)) if np.isfinite(ref).any() else 1.0
-        z[:, j] = (data.values(which, f)[rows] - centre) / (spread or 1.0)
-    c = np.empty((len(rows), len(cats)), dtype=object)
-    for j, f in enumerate(cats):
-        c[:, j] = data.values(which, f)[rows]
-    return np.nan_to_num(z, nan=0.0, posinf=1e6, neginf=-1e6), c
-
-
 def _nearest_reference(data: _Data, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """For batch ``rows``: index and distance of the nearest reference row (Euclidean on
     standardised numerics, +1 per differing categorical)."""
     if data.reference is None or data.batch is None or not len(data.reference) or not len(rows):
         return None
-    zb, cb = _standardised(data, "batch", rows)
-    zr, cr = _standardised(data, "reference", np.arange(len(data.reference)))
+    zb, cb = (m[rows] for m in data.matrix("batch"))
+    zr, cr = data.matrix("reference")
     best = np.empty(len(rows), dtype=np.int64)
     dist = np.empty(len(rows))
     for i in range(len(rows)):
@@ -1057,16 +1090,9 @@ def _categorical_distribution(
 ) -> str:
     bat = data.values("batch", feature)
     ref = data.values("reference", feature) if has_ref else None
-    keys, counts = np.unique(bat, return_counts=True)
-    share_b = dict(zip(keys.tolist(), (counts / max(len(bat), 1)).tolist(), strict=True))
-    share_r: dict[str, float] = {}
-    if ref is not None and len(ref):
-        rk, rc = np.unique(ref, return_counts=True)
-        share_r = dict(zip(rk.tolist(), (rc / len(ref)).tolist(), strict=True))
-    share_f: dict[str, float] = {}
-    if flags is not None and flags.any():
-        fk, fc = np.unique(bat[flags], return_counts=True)
-        share_f = dict(zip(fk.tolist(), (fc / flags.sum()).tolist(), strict=True))
+    share_b = _shares(bat)
+    share_r = _shares(ref) if ref is not None else {}
+    share_f = _shares(bat[flags]) if flags is not None and flags.any() else {}
     cats = sorted(
         set(share_b) | set(share_r),
         key=lambda k: -max(share_b.get(k, 0.0), share_r.get(k, 0.0), share_f.get(k, 0.0)),
