@@ -17,9 +17,10 @@ still shows the verdict, the checks, the score histograms and the flagged rows.
 from __future__ import annotations
 
 import html
+import logging
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from sanitizer.contract import DataContract
     from sanitizer.engine import Sanitizer
     from sanitizer.report import ScanReport
+
+log = logging.getLogger(__name__)
 
 MAX_FLAGGED_ROWS = 200  # rows listed in the flagged-rows table
 MAX_NEIGHBOUR_ROWS = 10  # flagged rows shown next to their nearest reference row
@@ -152,7 +155,9 @@ def _columns(
         return _Columns(contract.numeric, contract.categorical, contract.label, contract.ids)
     import pandas as pd
 
-    frame = batch if batch is not None else report.flagged.drop(columns=["reasons"])
+    frame = (
+        batch if batch is not None else report.flagged.drop(columns=["reasons"], errors="ignore")
+    )
     numeric = tuple(str(c) for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c].dtype))
     categorical = tuple(str(c) for c in frame.columns if str(c) not in numeric)
     numeric = tuple(c for c in numeric if c != label)
@@ -256,6 +261,11 @@ def render_html(
     """
     if contract is None and sanitizer is not None:
         contract = getattr(sanitizer, "contract_", None)
+    if batch is not None and len(batch) != report.rows:
+        log.warning(
+            "report: batch has %d rows, the report %d; ignoring it", len(batch), report.rows
+        )
+        batch = None
     cols = _columns(report, batch, contract, label_column)
     data = _Data(batch, reference, cols)
     title = title or f"Scan report: {report.dataset}"
@@ -263,11 +273,24 @@ def render_html(
     sections = [
         _banner(report, title, batch_id, sha256, source),
         _checks_table(report),
-        *(_check_section(i, c, report, data) for i, c in enumerate(failing)),
-        _flagged_section(report, data),
+        *(_guarded(_check_section, i, c, data) for i, c in enumerate(failing)),
+        _guarded(_flagged_section, report, data),
         _expectations_section(report),
     ]
     return _page(title, report.verdict, "\n".join(s for s in sections if s))
+
+
+def _guarded(panel: Callable[..., str], *args: Any) -> str:
+    """A panel that fails (unexpected evidence shapes) becomes a note, not a lost report."""
+    try:
+        return panel(*args)
+    except Exception as exc:
+        log.warning("report: %s failed: %s: %s", panel.__name__, type(exc).__name__, exc)
+        log.debug("traceback of %s", panel.__name__, exc_info=True)
+        return (
+            f'<p class="hint">This part of the report could not be drawn '
+            f"({_text(type(exc).__name__)}: {_text(exc, 200)}); see the JSON report.</p>"
+        )
 
 
 def summary_markdown(
@@ -300,7 +323,9 @@ def summary_markdown(
     if hidden > 0:
         lines.append(f"- … and {hidden} more")
     if report_url:
-        safe = report_url.replace(" ", "%20").replace(")", "%29").replace("(", "%28")
+        safe = "".join(
+            f"%{ord(ch):02X}" if ch in ' ()<>[]`"' or ord(ch) < 32 else ch for ch in report_url
+        )
         lines.append(f"[Open the full report]({safe})")
     return "\n".join(lines)
 
@@ -445,7 +470,7 @@ def _checks_table(report: ScanReport) -> str:
 # -- one section per failing / warning check ----------------------------------------
 
 
-def _check_section(i: int, c: CheckResult, report: ScanReport, data: _Data) -> str:
+def _check_section(i: int, c: CheckResult, data: _Data) -> str:
     what, release = _explanation(c.name)
     parts = [
         f'<section class="check {_text(c.status)}" id="check-{i}">'
@@ -823,9 +848,16 @@ def _flagged_section(report: ScanReport, data: _Data) -> str:
     n = len(flagged)
     if n == 0:
         return '<h2>Flagged rows</h2><p id="flagged">No row was flagged.</p>'
-    positions = report.row_scores.index.get_indexer(flagged.index)
+    index = report.row_scores.index
+    if index.is_unique:
+        positions = index.get_indexer(flagged.index)
+    else:  # as in the JSON report
+        positions = np.array([report._positions[label] for label in flagged.index], dtype=int)
     scores = report.row_scores.to_numpy()[positions]
-    n_reasons = np.array([len(r) if isinstance(r, Sequence) else 0 for r in flagged["reasons"]])
+    all_reasons: list[Any] = (
+        flagged["reasons"].tolist() if "reasons" in flagged.columns else [()] * n
+    )
+    n_reasons = np.array([len(r) if isinstance(r, Sequence) else 0 for r in all_reasons])
     order = np.lexsort((-n_reasons, -scores))[:MAX_FLAGGED_ROWS]
     cols = data.cols
     columns = [c for c in flagged.columns if c != "reasons"]
@@ -841,7 +873,8 @@ def _flagged_section(report: ScanReport, data: _Data) -> str:
     body = []
     for k, i in enumerate(order):
         row = flagged.iloc[i]
-        reasons = row["reasons"] if isinstance(row["reasons"], Sequence) else ()
+        reasons = all_reasons[i]
+        reasons = reasons if isinstance(reasons, list | tuple) else (reasons,)
         reason_html = "<br>".join(_text(r) for r in list(reasons)[:5])
         if len(reasons) > 5:
             reason_html += f"<br>… {len(reasons) - 5} more"

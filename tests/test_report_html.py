@@ -333,3 +333,25 @@ def test_rendering_a_100k_row_batch_is_fast() -> None:
     elapsed = time.perf_counter() - started
     assert elapsed < 10.0, elapsed  # about 1 s on the 2-core CI machine
     assert len(page) < 1_000_000
+
+
+def test_unusual_inputs_degrade_to_notes_not_errors(caplog: pytest.LogCaptureFixture) -> None:
+    report, batch = synthetic_report(300)
+    odd = CheckResult(
+        "schema", "fail", "odd evidence", info={"failed_expectations": [{"unexpected_rows": 5}]}
+    )
+    shifted = batch.set_axis([i // 2 for i in range(len(batch))])  # duplicate index labels
+    report = ScanReport(
+        verdict="quarantine",
+        checks=[odd, *report.checks],
+        row_scores=report.row_scores.set_axis(shifted.index),
+        flagged=report.flagged.drop(columns=["reasons"]).set_axis(
+            [i // 2 for i in report.flagged.index]
+        ),
+        clean_rows=report.clean_rows.set_axis(shifted.index),
+    )
+    page = render_html(report, batch=batch.iloc[:10], label_column="label")  # wrong length
+    text = " ".join(assert_inert(page).text)
+    assert "This part of the report could not be drawn (TypeError" in text
+    assert "impact: FAIL" in text and f"Flagged rows ({len(report.flagged)})" in text
+    assert "batch has 10 rows, the report 300" in caplog.text
