@@ -96,7 +96,8 @@ class OutlierCheck(Check):
     """Novelty relative to the reference: a Gaussian-mixture density on encoded features.
 
     Options: ``alpha`` (batch test level), ``levels`` (held-out quantiles used as
-    flag thresholds; the first one sets ``row_flags``), ``calibration_fraction``
+    flag thresholds; the first one sets ``row_flags``; 1.0 is the held-out maximum,
+    which lets a couple of extreme rows in a small batch count), ``calibration_fraction``
     (share of the reference held out to calibrate), ``max_components`` (mixture
     size limit, chosen by BIC), ``max_fit_rows`` (subsample for fitting),
     ``reg_covar`` (ridge on each covariance), ``random_state``.
@@ -109,8 +110,8 @@ class OutlierCheck(Check):
     def __init__(
         self,
         alpha: float = 0.01,
-        levels: tuple[float, ...] = (0.99, 0.999),
-        calibration_fraction: float = 0.4,
+        levels: tuple[float, ...] = (0.99, 0.999, 1.0),
+        calibration_fraction: float = 0.6,
         max_components: int = 8,
         max_fit_rows: int = 20_000,
         reg_covar: float = 1e-3,
@@ -118,8 +119,8 @@ class OutlierCheck(Check):
     ) -> None:
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-        if not levels or not all(0.5 <= q < 1.0 for q in levels):
-            raise ValueError(f"levels must be quantiles in [0.5, 1), got {levels!r}")
+        if not levels or not all(0.5 <= q <= 1.0 for q in levels):
+            raise ValueError(f"levels must be quantiles in [0.5, 1], got {levels!r}")
         if not 0.05 <= calibration_fraction <= 0.9:
             raise ValueError("calibration_fraction must be in [0.05, 0.9]")
         if max_components < 1:
