@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -141,7 +142,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uf
 
 def _csv_cell(value: Any) -> Any:
     """Numbers as they are; text that could start a spreadsheet formula gets a ``'``."""
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, numbers.Number):  # numpy scalars included
         return value
     text = str(value)
     if text.startswith(_FORMULA_START):

@@ -223,6 +223,16 @@ def test_csv_keeps_negative_numbers_and_neutralises_text(poisoned_report: ScanRe
     assert len(rows) == len(poisoned_report.flagged)
     assert any(float(r["x1"]) < 0 for r in rows)  # numbers are not prefixed
     assert all(r["reasons"] for r in rows)
+    frame = pd.DataFrame({"delta": np.array([-3, 4], dtype=np.int64), "note": ["-3", "=1+1"]})
+    report = ScanReport(
+        verdict="quarantine",
+        checks=[],
+        row_scores=pd.Series([1.0, 1.0]),
+        flagged=frame.assign(reasons=[("a",), ("b",)]),
+        clean_rows=pd.Series([False, False]),
+    )
+    lines = report.flagged_csv().splitlines()
+    assert lines == ["row,score,reasons,delta,note", "0,1.0,a,-3,'-3", "1,1.0,b,4,'=1+1"]
 
 
 def synthetic_report(
