@@ -1094,7 +1094,8 @@ def _numeric_distribution(
             )
     names = [n for n, _ in series]
     colours = [_COLOURS[n] for n in names]
-    outside = int(np.sum((bat < lo) | (bat > hi)))
+    beyond = bat[(bat < lo) | (bat > hi)]
+    outside = len(beyond)
     if flags is not None and flags.any():
         marks = np.clip(bat[flags][:300], lo, hi)
         marks = marks[np.isfinite(marks)]
@@ -1111,9 +1112,9 @@ def _numeric_distribution(
     parts.append(_axes(_text(_num(lo)), _text(_num(hi)), "share of rows"))
     caption = f"{feature}: " + (" vs ".join(names[:2])) + " (share of rows per bin)"
     if outside:
-        extreme = float(np.max(np.abs(finite_b))) if len(finite_b) else 0.0
         caption += (
-            f"; {outside} batch values beyond the axis (up to ±{_num(extreme)}) drawn at its edges"
+            f"; {outside} batch values beyond the axis ({_num(float(beyond.min()))} to "
+            f"{_num(float(beyond.max()))}) drawn at its edges"
         )
     return _svg(caption, "".join(parts))
 
