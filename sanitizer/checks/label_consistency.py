@@ -27,9 +27,11 @@ atoms of identical rows across the threshold and breaks the false-alarm rate.
 The batch test is one-sided and exact: the batch's flagged count against the
 reference's out-of-fold flagged count (Fisher's exact test — the binomial test
 with the reference rate's own sampling error accounted for, so a 100k-row batch is
-not failed by the estimate's noise), at a few row thresholds (``test_rates``,
-Bonferroni): a strict threshold has power when the reference is clean, a looser
-one when natural label noise fills the top percentile.
+not failed by the estimate's noise), at a few row thresholds (``test_rates``): a
+strict threshold has power when the reference is clean, a looser one when natural
+label noise fills the top percentile. Each threshold is tested on all rows and,
+with up to ten classes, on the rows of each given label (a targeted flip puts all
+its rows into one class, where the excess stands out); Bonferroni over all tests.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REASONS = 1000
+MAX_CLASS_TESTS = 10  # with more classes, only the all-rows test (Bonferroni cost)
 Model = Literal["hgb", "logistic"]
 
 
@@ -191,16 +194,27 @@ class LabelConsistencyCheck(Check):
         # calibration: per-class sorted out-of-fold raw scores of the fitting rows
         self.reference_raw_ = [np.sort(raw[y_fit == j]) for j in range(n_classes)]
         if holdout is None:
-            scores = self._calibrate(raw, y_fit)
+            scores, y_rate = self._calibrate(raw, y_fit), y_fit
         else:
-            scores = self._score(x_all[holdout], y_idx[holdout]).scores
+            scores, y_rate = self._score(x_all[holdout], y_idx[holdout]).scores, y_idx[holdout]
         self.n_reference_ = len(scores)
         self.row_threshold_ = 1.0 - self.row_rate
         self.reference_flagged_ = int(np.sum(scores >= self.row_threshold_))
         self.reference_rate_ = self.reference_flagged_ / max(self.n_reference_, 1)
         self.test_thresholds_ = np.array([1.0 - r for r in self.test_rates])
-        self.reference_test_flagged_ = np.array(
-            [int(np.sum(scores >= t)) for t in self.test_thresholds_]
+        # clean counts per test: rows (all, then each class if few) × thresholds
+        self.test_groups_ = [None] + (
+            list(range(n_classes)) if n_classes <= MAX_CLASS_TESTS else []
+        )
+        self.reference_test_counts_ = np.array(
+            [
+                [
+                    int(np.sum(_in_group(y_rate, g) & (scores >= t))),
+                    int(np.sum(_in_group(y_rate, g))),
+                ]
+                for g in self.test_groups_
+                for t in self.test_thresholds_
+            ]
         )
         log.debug(
             "label_consistency fitted: %d rows, %d classes, reference flag rate %.4f",
@@ -314,10 +328,12 @@ class LabelConsistencyCheck(Check):
         scores = np.where(known, scored.scores, 1.0)
         flags = scores >= self.row_threshold_
         flagged = int(flags.sum())
-        p_values = [
-            _fisher_greater(int(np.sum(scores >= t)), n, int(ref), self.n_reference_)
-            for t, ref in zip(self.test_thresholds_, self.reference_test_flagged_, strict=True)
-        ]
+        tests = [(g, t) for g in self.test_groups_ for t in self.test_thresholds_]
+        p_values = []
+        for (g, t), (ref_flagged, ref_rows) in zip(tests, self.reference_test_counts_, strict=True):
+            rows = _in_group(y_idx, g) & known
+            flagged_in = int(np.sum(rows & (scores >= t)))
+            p_values.append(_fisher_greater(flagged_in, int(rows.sum()), ref_flagged, ref_rows))
         p_value = min(1.0, len(p_values) * min(p_values))
         status: Status = "fail" if p_value < self.alpha else "pass"
         rate = flagged / n if n else 0.0
@@ -325,9 +341,9 @@ class LabelConsistencyCheck(Check):
         for pos in np.flatnonzero(flags)[:MAX_REASONS]:
             best = int(np.argmax(proba[pos]))
             reasons[int(pos)] = (
-                f"label_consistency: label {labels[pos]!r} has probability {p_given[pos]:.2f} "
+                f"label_consistency: label {str(labels[pos])!r} has probability {p_given[pos]:.2f} "
                 f"(kNN agreement {round(agree[pos] * self.k_)}/{self.k_}; "
-                f"model prefers {self.classes_[best]!r} at {proba[pos, best]:.2f})",
+                f"model prefers {str(self.classes_[best])!r} at {proba[pos, best]:.2f})",
             )
         message = (
             f"{flagged} of {n} rows ({rate:.2%}) have implausible labels; "
@@ -363,10 +379,16 @@ class _Scores:
     agree: np.ndarray  # kNN label agreement in [0, 1]
 
 
+def _in_group(y_idx: np.ndarray, group: int | None) -> np.ndarray:
+    return np.ones(len(y_idx), dtype=bool) if group is None else y_idx == group
+
+
 def _fisher_greater(flagged: int, n: int, ref_flagged: int, n_ref: int) -> float:
     """One-sided exact p-value: is the batch's flag rate above the reference's?"""
     from scipy.stats import fisher_exact
 
+    if n == 0 or n_ref == 0:
+        return 1.0
     table = [[flagged, n - flagged], [ref_flagged, n_ref - ref_flagged]]
     return min(1.0, max(0.0, float(fisher_exact(table, alternative="greater")[1])))
 

@@ -1,0 +1,219 @@
+"""Label consistency: clean batches pass at the stated rate, flipped labels are caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+
+from sanitizer import attacks
+from sanitizer.checks.label_consistency import LabelConsistencyCheck
+from sanitizer.config import CheckConfig, SanitizerConfig
+from sanitizer.contract import DataContract
+from sanitizer.errors import NotFittedError
+from sanitizer.samples import make_dataset, split
+from sanitizer.table import Table
+
+CONFIG = SanitizerConfig(label_column="label", id_columns=("record_id",))
+
+
+def _table(frame: pd.DataFrame, ref: pd.DataFrame) -> Table:
+    return Table(frame, DataContract.from_reference(ref, CONFIG))
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, pd.DataFrame]:
+    ref, pool = split(make_dataset(12_000, seed=1), [4000, 8000], seed=0)
+    return ref, pool
+
+
+@pytest.fixture(scope="module")
+def check(data) -> LabelConsistencyCheck:
+    ref, _ = data
+    return LabelConsistencyCheck(alpha=0.01).fit(_table(ref, ref))
+
+
+def _batches(pool: pd.DataFrame, n: int, count: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        yield i, pool.iloc[rng.choice(len(pool), n, replace=False)].reset_index(drop=True)
+
+
+def test_clean_batches_pass_at_the_stated_rate(data, check):
+    ref, pool = data
+    results = [check.run(_table(b, ref)) for _, b in _batches(pool, 200, 20)]
+    fails = sum(r.status == "fail" for r in results)
+    assert fails <= 1, [r.message for r in results if r.status == "fail"]
+    for r in results:
+        assert 0.0 <= r.p_value <= 1.0 and r.threshold == 0.01
+        assert r.row_flags.mean() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("attack", "kwargs"),
+    [
+        (attacks.flip_labels_random, {"rate": 0.05}),
+        (attacks.flip_labels_random, {"rate": 0.10}),
+        (attacks.flip_labels_targeted, {"rate": 0.05}),
+    ],
+    ids=["random-5%", "random-10%", "targeted-5%"],
+)
+def test_label_flips_are_caught_with_high_row_auroc(data, check, attack, kwargs):
+    ref, pool = data
+    if attack is attacks.flip_labels_targeted:
+        kwargs = {**kwargs, "reference": ref}
+    detected, aucs = 0, []
+    for seed, batch in _batches(pool, 200, 8, seed=7):
+        poisoned, mask = attack(batch, "label", seed, **kwargs)
+        result = check.run(_table(poisoned, ref))
+        detected += result.status == "fail"
+        aucs.append(roc_auc_score(mask, result.row_scores))
+    # targeted flips sit next to the boundary, among the natural near-misses: allow one miss
+    assert detected >= (7 if attack is attacks.flip_labels_targeted else 8)
+    assert min(aucs) >= 0.95
+
+
+def test_row_reasons_name_the_label_and_the_evidence(data, check):
+    ref, pool = data
+    batch = pool.iloc[:300].reset_index(drop=True)
+    poisoned, mask = attacks.flip_labels_random(batch, "label", 1, rate=0.1)
+    result = check.run(_table(poisoned, ref))
+    assert result.status == "fail" and result.statistic == pytest.approx(result.row_flags.mean())
+    flagged = np.flatnonzero(result.row_flags)
+    assert mask[flagged].mean() > 0.8  # flagged rows are mostly the flipped ones
+    reason = result.row_reasons[int(flagged[0])][0]
+    assert reason.startswith("label_consistency: label '")
+    assert "has probability" in reason and "kNN agreement" in reason and "/10" in reason
+    assert set(result.row_reasons) == set(flagged.tolist())
+
+
+def test_benign_drift_is_not_called_poisoning(data, check):
+    ref, pool = data
+    fails = 0
+    for seed in range(6):
+        shifted, _ = attacks.covariate_drift(pool, "label", seed, strength=0.3, size=500)
+        fails += check.run(_table(shifted, ref)).status == "fail"
+        prior, _ = attacks.prior_drift(pool, "label", seed, factor=1.5, size=500)
+        fails += check.run(_table(prior, ref)).status == "fail"
+    assert fails <= 1
+
+
+def _lowcard(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2])
+    b = rng.choice(["x", "y"], n)
+    c = rng.integers(0, 4, n)
+    logit = (a == "a") * 1.0 - (b == "y") * 0.8 + 0.3 * c - 0.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"record_id": np.arange(n), "a": a, "b": b, "c": c, "label": y})
+
+
+def test_low_cardinality_data_with_natural_noise_keeps_the_false_alarm_rate():
+    """Identical rows form large groups and noisy labels are natural here: several
+    references (the calibration is random too) and batches, at most a tiny number fail."""
+    fails = total = 0
+    for r in range(6):
+        ref = _lowcard(2000, 100 + r)
+        check = LabelConsistencyCheck(alpha=0.01, model="logistic").fit(_table(ref, ref))
+        for s, n in enumerate((200, 1000, 3000)):
+            fails += check.run(_table(_lowcard(n, 1000 + 10 * r + s), ref)).status == "fail"
+            total += 1
+    assert fails <= 1, f"{fails} of {total} clean low-cardinality batches failed"
+
+
+def test_single_class_reference_cannot_judge_and_passes(data):
+    ref, pool = data
+    one = ref[ref["label"] == 1].reset_index(drop=True)
+    check = LabelConsistencyCheck().fit(_table(one, one))
+    batch = pool[pool["label"] == 1].iloc[:50].reset_index(drop=True)
+    result = check.run(_table(batch, one))
+    assert result.status == "pass" and "one class only" in result.message
+    assert result.row_scores.shape == (50,) and not result.row_flags.any()
+
+
+def test_constant_columns_categorical_only_and_nans():
+    rng = np.random.default_rng(0)
+    n = 1500
+    colour = rng.choice(["red", "green", "blue"], n)
+    size = rng.choice(["s", "m", "l"], n)
+    label = np.where((colour == "red") | (size == "l"), "yes", "no")
+    frame = pd.DataFrame(
+        {"record_id": np.arange(n), "colour": colour, "size": size, "const": 1.0, "label": label}
+    )
+    frame.loc[rng.random(n) < 0.1, "colour"] = None  # nulls the contract allows
+    ref, batch = frame.iloc[:1000].reset_index(drop=True), frame.iloc[1000:]
+    check = LabelConsistencyCheck(alpha=0.01).fit(_table(ref, ref))
+    clean = check.run(_table(batch, ref))
+    assert clean.status == "pass" and np.isfinite(clean.row_scores).all()
+    poisoned, mask = attacks.flip_labels_random(batch.reset_index(drop=True), "label", 0, rate=0.1)
+    result = check.run(_table(poisoned, ref))
+    assert result.status == "fail"
+    assert roc_auc_score(mask, result.row_scores) > 0.9
+
+
+def test_tiny_batches_give_a_valid_exact_test(data, check):
+    ref, pool = data
+    for n in (1, 5, 15):
+        result = check.run(_table(pool.iloc[:n].reset_index(drop=True), ref))
+        assert result.status == "pass" and 0.0 <= result.p_value <= 1.0
+        assert result.row_scores.shape == (n,)
+    # five rows, all of them confidently mislabelled: enough evidence even so
+    confident = pool.iloc[:40].reset_index(drop=True)
+    flipped = confident.assign(label=1 - confident["label"])
+    result = check.run(_table(flipped, ref))
+    worst = np.argsort(-result.row_scores)[:5]
+    assert check.run(_table(flipped.iloc[worst], ref)).status == "fail"
+
+
+def test_run_before_fit_and_bad_options_raise():
+    with pytest.raises(NotFittedError, match="fit"):
+        LabelConsistencyCheck().run(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="alpha"):
+        LabelConsistencyCheck(alpha=0)
+    with pytest.raises(ValueError, match="model"):
+        LabelConsistencyCheck(model="forest")  # type: ignore[arg-type]
+
+
+def test_works_through_the_engine(data):
+    from sanitizer import Sanitizer
+    from sanitizer.checks.base import registered_checks
+
+    assert registered_checks()["label_consistency"] is LabelConsistencyCheck
+    ref, pool = data
+    sanitizer = Sanitizer(
+        label_column="label",
+        id_columns=("record_id",),
+        checks={
+            "schema": CheckConfig(enabled=False),
+            "label_consistency": CheckConfig(options={"model": "logistic"}),
+        },
+    ).fit(ref)
+    batch = pool.iloc[:400].reset_index(drop=True)
+    assert sanitizer.scan(batch).verdict == "pass"
+    poisoned, mask = attacks.flip_labels_random(batch, "label", 0, rate=0.1)
+    report = sanitizer.scan(poisoned)
+    assert report.verdict == "quarantine"
+    names = {c.name: c for c in report.checks}
+    assert names["label_consistency"].status == "fail"
+    assert mask[report.flagged.index.to_numpy()].mean() > 0.8
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 120))
+def test_scores_are_finite_aligned_and_permute_with_rows(data, check, seed, n):
+    ref, pool = data
+    rng = np.random.default_rng(seed)
+    batch = pool.iloc[rng.choice(len(pool), n, replace=False)].reset_index(drop=True)
+    batch, _ = attacks.flip_labels_random(batch, "label", seed, rate=0.2) if n > 4 else (batch, 0)
+    result = check.run(_table(batch, ref))
+    scores = result.row_scores
+    assert scores.shape == (n,) and np.isfinite(scores).all()
+    assert ((scores >= 0) & (scores <= 1)).all()
+    order = rng.permutation(n)
+    permuted = check.run(_table(batch.iloc[order].reset_index(drop=True), ref))
+    np.testing.assert_allclose(permuted.row_scores, scores[order])
+    assert (permuted.row_flags == result.row_flags[order]).all()
+    assert permuted.p_value == pytest.approx(result.p_value)
