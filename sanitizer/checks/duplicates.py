@@ -1,0 +1,327 @@
+"""Duplicates: replicated records, conflicting labels on twins, replication bursts.
+
+The Truth Serum attack (Tramèr et al., CCS 2022) inserts a few copies of a target
+record with a wrong label. Its signature is structural, not distributional:
+
+- **conflict** — a batch row whose twins (identical or near-identical features) in
+  the reference / accepted history all carry other labels than it does;
+- **burst** — a feature vector (with its label) repeated in the batch far more
+  often than the reference and history make plausible.
+
+Twins are rows whose encoded features (robust-scaled numerics, one-hot
+categoricals) differ by at most ``tolerance`` in every coordinate (Chebyshev
+distance; categories must match). Rows are first grouped by exact vector (a hash
+of the rounded encoding), then near twins are found by a radius search on the
+distinct vectors only, so low-cardinality data with thousands of identical rows
+stays cheap.
+
+Low-cardinality data has natural duplicates and natural conflicts, so nothing is
+judged against zero: every rate comes from the comparison set itself (reference +
+accepted history), leave-one-out, and is recomputed when history is added:
+
+- conflicts: the batch's count of conflicting rows against the comparison set's
+  own leave-one-out count (Fisher's exact test, one-sided);
+- bursts of vectors never seen with that label: same-label twin pairs inside the
+  batch against the comparison set's per-pair twin rate (Poisson, exact tail);
+- bursts of seen vectors: for each (vector, label), the batch count given the
+  total count in batch + comparison set (exact conditional binomial), Bonferroni
+  over the batch's distinct vectors.
+
+The batch p-value is the Bonferroni minimum of the three.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
+
+import numpy as np
+
+from sanitizer.checks._features import FeatureEncoder
+from sanitizer.checks.base import Check, CheckResult, Status
+
+if TYPE_CHECKING:
+    from sanitizer.table import Table
+
+log = logging.getLogger(__name__)
+
+MAX_REASONS = 1000
+DECIMALS = 9  # exact-duplicate grouping: encoded values equal to 9 decimals
+
+
+class DuplicatesCheck(Check):
+    """Exact/near duplicates and label conflicts within the batch and against history.
+
+    Options: ``alpha`` (batch test level), ``row_alpha`` (row-level p-value below
+    which a row is flagged), ``tolerance`` (largest per-coordinate difference of two
+    twins, in robust standard deviations; 0 = exact duplicates only),
+    ``max_reference_rows`` and ``max_history_rows`` (size of the comparison set;
+    the oldest history is dropped first), ``max_pairs_per_vector`` (near-twin search
+    is abandoned for exact matching when the data is so dense at this tolerance
+    that vectors average more twins than this), ``seed``.
+    """
+
+    name = "duplicates"
+    default_severity = "quarantine"
+    description = "replicated rows, twins with conflicting labels, replication bursts"
+
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        row_alpha: float = 0.001,
+        tolerance: float = 0.05,
+        max_reference_rows: int = 100_000,
+        max_history_rows: int = 200_000,
+        max_pairs_per_vector: float = 20.0,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        if not 0.0 < row_alpha < 1.0:
+            raise ValueError(f"row_alpha must be in (0, 1), got {row_alpha}")
+        if tolerance < 0:
+            raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        self.alpha = alpha
+        self.row_alpha = row_alpha
+        self.tolerance = tolerance
+        self.max_reference_rows = max_reference_rows
+        self.max_history_rows = max_history_rows
+        self.max_pairs_per_vector = max_pairs_per_vector
+        self.seed = seed
+
+    # -- fitting and history ----------------------------------------------------------
+
+    def fit(self, reference: Table) -> Self:
+        rng = np.random.default_rng(self.seed)
+        self.encoder_ = FeatureEncoder.fit(reference)
+        x = reference.encoded(self.encoder_)
+        labels = np.asarray(reference.labels, dtype=str)
+        if len(labels) > self.max_reference_rows:
+            keep = np.sort(rng.choice(len(labels), self.max_reference_rows, replace=False))
+            x, labels = x[keep], labels[keep]
+        self.classes_ = np.unique(labels)
+        self.reference_x_ = x
+        self.reference_y_ = np.searchsorted(self.classes_, labels)
+        self.history_x_ = np.zeros((0, x.shape[1]))
+        self.history_y_ = np.zeros(0, dtype=np.int64)
+        self._calibrate()
+        return self
+
+    def add_history(self, table: Table) -> None:
+        """Add accepted rows (features and labels) to what batches are compared with."""
+        self._require_fitted("encoder_", "classes_")
+        labels = np.asarray(table.labels, dtype=str)
+        y = np.searchsorted(self.classes_, labels)
+        known = (y < len(self.classes_)) & (
+            self.classes_[np.minimum(y, len(self.classes_) - 1)] == labels
+        )
+        if not known.all():  # a label the reference never had cannot be compared
+            log.warning("duplicates: %d history rows with unknown labels skipped", (~known).sum())
+        x = table.encoded(self.encoder_)[known]
+        self.history_x_ = np.vstack([self.history_x_, x])[-self.max_history_rows :]
+        self.history_y_ = np.concatenate([self.history_y_, y[known]])[-self.max_history_rows :]
+        self._calibrate()
+
+    @property
+    def _comparison(self) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            np.vstack([self.reference_x_, self.history_x_]),
+            np.concatenate([self.reference_y_, self.history_y_]),
+        )
+
+    def _calibrate(self) -> None:
+        """Leave-one-out conflict and twin rates of the comparison set."""
+        x, y = self._comparison
+        m = len(y)
+        counts = self._twin_counts(x, y, np.zeros(m, dtype=bool))
+        others = counts.comp_total - 1
+        others_same = counts.comp_same - 1
+        self.n_comparison_ = m
+        self.comparison_conflicts_ = int(np.sum((others >= 1) & (others_same == 0)))
+        self.comparison_twin_pairs_ = float(others_same.sum()) / 2.0
+        pairs = m * (m - 1) / 2.0
+        # same-label twin probability of a random pair (add-one: never exactly zero)
+        self.pair_rate_ = (self.comparison_twin_pairs_ + 1.0) / (pairs + 1.0)
+        self.conflict_rate_ = (self.comparison_conflicts_ + 1.0) / (m + 1.0)
+        self.near_matching_ = counts.near
+        log.debug(
+            "duplicates calibrated on %d rows: %d conflicts, %.0f twin pairs, near=%s",
+            m,
+            self.comparison_conflicts_,
+            self.comparison_twin_pairs_,
+            counts.near,
+        )
+
+    # -- twin counting -------------------------------------------------------------
+
+    def _twin_counts(self, x: np.ndarray, y: np.ndarray, is_batch: np.ndarray) -> _Counts:
+        """For each row: twins (itself included) in the comparison part and the batch part,
+        in total and with the row's own label."""
+        n_labels = len(self.classes_)
+        rounded = np.ascontiguousarray(np.round(x, DECIMALS) + 0.0)  # + 0.0: no -0.0
+        keys = rounded.view(np.dtype((np.void, rounded.dtype.itemsize * rounded.shape[1])))
+        _, first, inv = np.unique(keys.ravel(), return_index=True, return_inverse=True)
+        inv = inv.ravel()
+        n_unique = len(first)
+        cell = inv * n_labels + y
+        size = n_unique * n_labels
+        comp = np.bincount(cell[~is_batch], minlength=size).reshape(n_unique, n_labels)
+        batch = np.bincount(cell[is_batch], minlength=size).reshape(n_unique, n_labels)
+        near = False
+        if self.tolerance > 0 and n_unique > 1 and x.shape[1] > 0:
+            adjacency = self._near_pairs(rounded[first])
+            if adjacency is not None:
+                comp = np.asarray(adjacency @ comp)
+                batch = np.asarray(adjacency @ batch)
+                near = True
+        return _Counts(
+            unique=inv,
+            comp_total=comp.sum(axis=1)[inv],
+            comp_same=comp[inv, y],
+            batch_total=batch.sum(axis=1)[inv],
+            batch_same=batch[inv, y],
+            comp_by_label=comp,
+            batch_by_label=batch,
+            near=near,
+        )
+
+    def _near_pairs(self, vectors: np.ndarray) -> Any:
+        """Sparse 0/1 matrix of distinct vectors within ``tolerance`` (diagonal included),
+        or None when the data is too dense for near matching at this tolerance."""
+        from scipy import sparse
+        from sklearn.neighbors import KDTree
+
+        tree = KDTree(vectors, metric="chebyshev")
+        counts = tree.query_radius(vectors, r=self.tolerance, count_only=True)
+        total = int(np.sum(counts))
+        if total > self.max_pairs_per_vector * len(vectors):
+            log.info(
+                "duplicates: %d near pairs among %d vectors at tolerance %g; "
+                "falling back to exact matching",
+                total,
+                len(vectors),
+                self.tolerance,
+            )
+            return None
+        neighbours = tree.query_radius(vectors, r=self.tolerance)
+        cols = np.concatenate(neighbours).astype(np.int64)
+        rows = np.repeat(np.arange(len(vectors)), counts)
+        data = np.ones(len(cols))
+        return sparse.csr_matrix((data, (rows, cols)), shape=(len(vectors), len(vectors)))
+
+    # -- scanning --------------------------------------------------------------------
+
+    def run(self, batch: Table) -> CheckResult:
+        from scipy.stats import binom, fisher_exact, poisson
+
+        self._require_fitted("encoder_", "classes_", "pair_rate_")
+        n = len(batch)
+        labels = np.asarray(batch.labels, dtype=str)
+        y = np.searchsorted(self.classes_, labels)
+        known = (y < len(self.classes_)) & (
+            self.classes_[np.minimum(y, len(self.classes_) - 1)] == labels
+        )
+        y = np.where(known, y, 0)
+        comp_x, comp_y = self._comparison
+        m = len(comp_y)
+        x = np.vstack([comp_x, batch.encoded(self.encoder_)])
+        is_batch = np.concatenate([np.zeros(m, dtype=bool), np.ones(n, dtype=bool)])
+        counts = self._twin_counts(x, np.concatenate([comp_y, y]), is_batch)
+        tail = slice(m, m + n)
+        comp_total, comp_same = counts.comp_total[tail], counts.comp_same[tail]
+        batch_total, batch_same = counts.batch_total[tail], counts.batch_same[tail]
+        unique = counts.unique[tail]
+
+        # conflict: twins in the comparison set, none with this row's label
+        conflict = known & (comp_total >= 1) & (comp_same == 0)
+        n_conflict = int(conflict.sum())
+        table = [
+            [n_conflict, n - n_conflict],
+            [self.comparison_conflicts_, m - self.comparison_conflicts_],
+        ]
+        p_conflict = float(fisher_exact(table, alternative="greater")[1]) if m else 1.0
+
+        # bursts of vectors never seen with this label: twin pairs vs the pair rate
+        unseen = known & (comp_same == 0) & (batch_same >= 2)
+        lam = n * (n - 1) / 2.0 * self.pair_rate_
+        unseen_pairs = round(float(np.sum(batch_same[unseen] - 1)) / 2.0)
+        p_unseen = float(poisson.sf(unseen_pairs - 1, lam)) if unseen_pairs else 1.0
+        row_p = np.ones(n)
+        row_p[unseen] = poisson.sf(batch_same[unseen] - 2, (n - 1) * self.pair_rate_)
+
+        # bursts of seen vectors: batch count given the batch + comparison count
+        seen = known & (comp_same >= 1) & (batch_same >= 2)
+        share = n / (n + m)
+        seen_p = binom.sf(batch_same[seen] - 1, batch_same[seen] + comp_same[seen], share)
+        row_p[seen] = seen_p
+        cells = unique[known & (comp_same >= 1)] * len(self.classes_) + y[known & (comp_same >= 1)]
+        n_seen_tests = max(1, len(np.unique(cells)))
+        p_seen = min(1.0, n_seen_tests * float(seen_p.min())) if seen_p.size else 1.0
+
+        row_p = np.where(conflict, np.minimum(row_p, self.conflict_rate_), row_p)
+        flags = (row_p < self.row_alpha) | (conflict & (self.conflict_rate_ <= self.row_alpha))
+        twins = (comp_total + batch_total) > 1
+        scores = np.where(twins, 1.0 - np.clip(row_p, 0.0, 1.0), 0.0)
+        p_value = min(1.0, 3.0 * min(p_conflict, p_unseen, p_seen))
+        status: Status = "fail" if p_value < self.alpha else "pass"
+        flagged = int(flags.sum())
+        reasons = {
+            int(pos): (self._reason(int(pos), unique, y, counts, m),)
+            for pos in np.flatnonzero(flags)[:MAX_REASONS]
+        }
+        replicated = int(np.sum(batch_total > 1))
+        message = (
+            f"{flagged} of {n} rows flagged: {n_conflict} conflict with a reference/history "
+            f"twin, {int(np.sum(flags & (unseen | seen)))} in replication bursts; "
+            f"{replicated} rows have a twin in the batch; p = {p_value:.3g}"
+        )
+        return self.result(
+            status,
+            message,
+            statistic=flagged / n if n else 0.0,
+            p_value=max(0.0, p_value),
+            threshold=self.alpha,
+            row_scores=scores,
+            row_flags=flags,
+            row_reasons=reasons,
+            info={
+                "conflicts": n_conflict,
+                "comparison_conflict_rate": self.comparison_conflicts_ / max(m, 1),
+                "p_conflict": p_conflict,
+                "unseen_twin_pairs": unseen_pairs,
+                "expected_twin_pairs": lam,
+                "p_unseen_burst": p_unseen,
+                "p_seen_burst": p_seen,
+                "rows_with_batch_twin": replicated,
+                "comparison_rows": m,
+                "near_matching": counts.near,
+            },
+        )
+
+    def _reason(self, pos: int, unique: np.ndarray, y: np.ndarray, counts: _Counts, m: int) -> str:
+        u = unique[pos]
+        in_batch = counts.batch_by_label[u]
+        in_comp = counts.comp_by_label[u]
+        batch_labels = ",".join(str(c) for c in self.classes_[in_batch > 0])
+        text = f"duplicates: {int(in_batch.sum())} copies in batch with labels {{{batch_labels}}}"
+        if in_comp.sum():
+            comp_labels = ", ".join(str(c) for c in self.classes_[in_comp > 0])
+            text += f"; reference/history twin has label {comp_labels}"
+        else:
+            text += "; no reference/history twin"
+        return text + f" (this row: {self.classes_[y[pos]]})"
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """Twin counts per row (see ``DuplicatesCheck._twin_counts``)."""
+
+    unique: np.ndarray  # distinct-vector id of each row
+    comp_total: np.ndarray
+    comp_same: np.ndarray
+    batch_total: np.ndarray
+    batch_same: np.ndarray
+    comp_by_label: np.ndarray  # (distinct vectors, labels): twins in the comparison set
+    batch_by_label: np.ndarray
+    near: bool

@@ -1,0 +1,200 @@
+"""Duplicates: Truth Serum replicas and replication bursts are caught; natural
+duplicates of low-cardinality data are not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+
+from sanitizer import attacks
+from sanitizer.checks.duplicates import DuplicatesCheck
+from sanitizer.config import SanitizerConfig
+from sanitizer.contract import DataContract
+from sanitizer.errors import NotFittedError
+from sanitizer.samples import make_dataset, split
+from sanitizer.table import Table
+
+CONFIG = SanitizerConfig(label_column="label", id_columns=("record_id",))
+
+
+def _table(frame: pd.DataFrame, ref: pd.DataFrame) -> Table:
+    return Table(frame, DataContract.from_reference(ref, CONFIG))
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    ref, history, pool = split(make_dataset(14_000, seed=5), [4000, 2000, 8000], seed=0)
+    return ref, history, pool
+
+
+@pytest.fixture(scope="module")
+def check(data) -> DuplicatesCheck:
+    ref, _, _ = data
+    return DuplicatesCheck(alpha=0.01).fit(_table(ref, ref))
+
+
+def _batches(pool: pd.DataFrame, n: int, count: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        yield i, pool.iloc[rng.choice(len(pool), n, replace=False)].reset_index(drop=True)
+
+
+def test_clean_batches_pass(data, check):
+    ref, _, pool = data
+    results = [check.run(_table(b, ref)) for _, b in _batches(pool, 200, 20)]
+    results += [check.run(_table(b, ref)) for _, b in _batches(pool, 2000, 5, seed=1)]
+    assert sum(r.status == "fail" for r in results) <= 1
+    assert sum(r.flagged_rows for r in results) <= 2
+
+
+@pytest.mark.parametrize(
+    ("source", "jitter"),
+    [("reference", 0.0), ("reference", 0.01), ("batch", 0.0), ("batch", 0.01)],
+)
+def test_truth_serum_replicas_are_found_with_high_precision_and_recall(data, check, source, jitter):
+    ref, _, pool = data
+    kwargs = {"reference": ref} if source == "reference" else {}
+    detected = 0
+    masks, flags, scores = [], [], []
+    for seed, batch in _batches(pool, 400, 6, seed=3):
+        poisoned, mask = attacks.truth_serum_replicas(
+            batch, "label", seed, rate=0.02, jitter=jitter, **kwargs
+        )
+        result = check.run(_table(poisoned, ref))
+        detected += result.status == "fail"
+        masks.append(mask)
+        flags.append(result.row_flags)
+        scores.append(result.row_scores)
+    mask, flag = np.concatenate(masks), np.concatenate(flags)
+    assert detected == 6
+    assert flag[mask].mean() >= 0.99  # recall
+    assert mask[flag].mean() >= 0.99  # precision
+    assert roc_auc_score(mask, np.concatenate(scores)) >= 0.99
+
+
+def test_genuine_record_in_the_batch_is_not_flagged(data, check):
+    ref, _, pool = data
+    batch = pool.iloc[:300].reset_index(drop=True)
+    poisoned, mask = attacks.truth_serum_replicas(batch, "label", 2, rate=0.02)
+    result = check.run(_table(poisoned, ref))
+    assert result.status == "fail"
+    assert (result.row_flags == mask).all()
+    reason = result.row_reasons[int(np.flatnonzero(mask)[0])][0]
+    assert reason.startswith("duplicates: ") and "copies in batch with labels {0,1}" in reason
+
+
+def test_twin_in_accepted_history_reveals_the_conflict(data):
+    ref, history, pool = data
+    batch = pool.iloc[:300].reset_index(drop=True)
+    target = history.iloc[[7]]
+    copies = pd.concat([target] * 3, ignore_index=True).assign(label=1 - target["label"].iloc[0])
+    copies["record_id"] = [900_001, 900_002, 900_003]
+    poisoned = pd.concat([batch, copies], ignore_index=True)
+    check = DuplicatesCheck(alpha=0.01).fit(_table(ref, ref))
+    before = check.run(_table(poisoned, ref))
+    assert before.info["conflicts"] == 0  # the genuine record is not known yet
+    check.add_history(_table(history, ref))
+    after = check.run(_table(poisoned, ref))
+    assert after.status == "fail" and after.info["conflicts"] == 3
+    assert after.row_flags[-3:].all() and after.flagged_rows == 3
+    reason = after.row_reasons[len(batch)][0]
+    label = str(target["label"].iloc[0])
+    assert f"reference/history twin has label {label}" in reason
+    assert after.info["comparison_rows"] == len(ref) + len(history)
+
+
+def test_history_is_bounded(data):
+    ref, history, _ = data
+    check = DuplicatesCheck(max_history_rows=500).fit(_table(ref, ref))
+    check.add_history(_table(history, ref))
+    check.add_history(_table(history.iloc[:100], ref))
+    assert len(check.history_y_) == 500 and check.n_comparison_ == len(ref) + 500
+
+
+def _lowcard(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2])
+    b = rng.choice(["x", "y"], n)
+    c = rng.integers(0, 4, n)
+    logit = (a == "a") * 1.0 - (b == "y") * 0.8 + 0.3 * c - 0.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"record_id": np.arange(n), "a": a, "b": b, "c": c, "label": y})
+
+
+def test_low_cardinality_natural_duplicates_and_conflicts_pass():
+    fails = 0
+    for r in range(6):
+        ref = _lowcard(2000, 10 + r)
+        check = DuplicatesCheck(alpha=0.01).fit(_table(ref, ref))
+        assert check.comparison_conflicts_ > 0 or check.comparison_twin_pairs_ > 0
+        for s, n in enumerate((50, 500, 3000)):
+            result = check.run(_table(_lowcard(n, 100 + 10 * r + s), ref))
+            fails += result.status == "fail"
+            assert result.info["rows_with_batch_twin"] > 0
+    assert fails <= 1
+
+
+def test_replication_burst_of_a_common_vector_is_caught():
+    ref = _lowcard(2000, 1)
+    check = DuplicatesCheck(alpha=0.01).fit(_table(ref, ref))
+    batch = _lowcard(500, 2)
+    rare = (batch["a"] == "c") & (batch["b"] == "y") & (batch["c"] == 0)
+    row = batch[rare].iloc[[0]]
+    burst = pd.concat([row] * 40, ignore_index=True)
+    poisoned = pd.concat([batch, burst], ignore_index=True)
+    result = check.run(_table(poisoned, ref))
+    assert result.status == "fail" and result.info["p_seen_burst"] < 1e-6
+    assert result.row_flags[-40:].all()
+
+
+def test_dense_data_falls_back_to_exact_matching(caplog):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=6000), "label": rng.integers(0, 2, 6000)})
+    ref, batch = frame.iloc[:4000], frame.iloc[4000:].reset_index(drop=True)
+    config = SanitizerConfig(label_column="label")
+    check = DuplicatesCheck(alpha=0.01).fit(Table(ref, DataContract.from_reference(ref, config)))
+    assert not check.near_matching_
+    result = check.run(Table(batch, DataContract.from_reference(ref, config)))
+    assert result.status == "pass" and not result.info["near_matching"]
+    copies = pd.concat([batch.iloc[[0]]] * 4, ignore_index=True).assign(label=1)
+    result = check.run(
+        Table(
+            pd.concat([batch, copies], ignore_index=True), DataContract.from_reference(ref, config)
+        )
+    )
+    assert result.status == "fail" and result.row_flags[-4:].all()
+
+
+def test_tiny_batch_and_bad_usage(data, check):
+    ref, _, pool = data
+    result = check.run(_table(pool.iloc[:3].reset_index(drop=True), ref))
+    assert result.status == "pass" and result.row_scores.shape == (3,)
+    with pytest.raises(NotFittedError, match="fit"):
+        DuplicatesCheck().run(_table(pool.iloc[:3], ref))
+    with pytest.raises(NotFittedError):
+        DuplicatesCheck().add_history(_table(pool.iloc[:3], ref))
+    with pytest.raises(ValueError, match="tolerance"):
+        DuplicatesCheck(tolerance=-1)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(2, 150), copies=st.booleans())
+def test_scores_are_finite_aligned_and_permute_with_rows(data, check, seed, n, copies):
+    ref, _, pool = data
+    rng = np.random.default_rng(seed)
+    batch = pool.iloc[rng.choice(len(pool), n, replace=False)].reset_index(drop=True)
+    if copies:
+        batch = pd.concat([batch, batch.iloc[: max(1, n // 10)]], ignore_index=True)
+    result = check.run(_table(batch, ref))
+    scores = result.row_scores
+    assert scores.shape == (len(batch),) and np.isfinite(scores).all()
+    assert ((scores >= 0) & (scores <= 1)).all()
+    order = rng.permutation(len(batch))
+    permuted = check.run(_table(batch.iloc[order].reset_index(drop=True), ref))
+    np.testing.assert_allclose(permuted.row_scores, scores[order])
+    assert (permuted.row_flags == result.row_flags[order]).all()
+    assert permuted.p_value == pytest.approx(result.p_value)
