@@ -42,6 +42,7 @@ import numpy as np
 
 from sanitizer.checks._features import FeatureEncoder
 from sanitizer.checks.base import Check, CheckResult, Status
+from sanitizer.checks.outliers import label_codes
 
 if TYPE_CHECKING:
     from sanitizer.table import Table
@@ -114,13 +115,12 @@ class BackdoorCheck(Check):
     def fit(self, reference: Table) -> Self:
         contract = reference.contract
         self.classes_: tuple[str, ...] = contract.label_classes
-        lookup = {c: i for i, c in enumerate(self.classes_)}
         n = len(reference)
         keep = np.arange(n)
         if n > self.max_reference_rows:
             rng = np.random.default_rng(self.random_state)
             keep = np.sort(rng.choice(n, self.max_reference_rows, replace=False))
-        y = np.array([lookup[v] for v in reference.labels[keep]], dtype=np.int64)
+        y = label_codes(reference.labels[keep], self.classes_)
         k = len(self.classes_)
         self.prior_counts_ = np.bincount(y, minlength=k).astype(float)
         self.numeric_: tuple[str, ...] = contract.numeric
@@ -162,8 +162,7 @@ class BackdoorCheck(Check):
     def run(self, batch: Table) -> CheckResult:
         self._require_fitted("classes_", "ref_sorted_", "category_counts_", "whiten_")
         n = len(batch)
-        lookup = {c: i for i, c in enumerate(self.classes_)}
-        y = np.fromiter((lookup.get(v, -1) for v in batch.labels), dtype=np.int64, count=n)
+        y = label_codes(batch.labels, self.classes_)
         tests: list[_Tests] = []
         x = batch.numeric
         for j, name in enumerate(self.numeric_):
@@ -255,16 +254,28 @@ class BackdoorCheck(Check):
         from scipy.stats import hypergeom
 
         col = x_all[:, j]
-        vals = col[~np.isnan(col)]
+        ok = ~np.isnan(col)
+        vals = np.sort(col[ok])
         n_b = len(vals)
         srt = self.ref_sorted_[j]
         m = len(srt)
-        uniq, inverse, counts = np.unique(vals, return_inverse=True, return_counts=True)
-        ref_counts = np.searchsorted(srt, uniq, side="right") - np.searchsorted(
-            srt, uniq, side="left"
+        # Candidates: values repeated in the batch or also present in the reference
+        # (a sort and two searches; no argsort of the whole batch).
+        repeated = vals[1:][vals[1:] == vals[:-1]]
+        pos = np.searchsorted(vals, srt)
+        in_ref = (
+            srt[(pos < n_b) & (vals[np.minimum(pos, max(n_b - 1, 0))] == srt)] if n_b else srt[:0]
+        )
+        cand_values = np.unique(np.concatenate([repeated, in_ref]))
+        counts = np.searchsorted(vals, cand_values, side="right") - np.searchsorted(
+            vals, cand_values, side="left"
+        )
+        ref_counts = np.searchsorted(srt, cand_values, side="right") - np.searchsorted(
+            srt, cand_values, side="left"
         )
         total = counts + ref_counts
         cand = np.flatnonzero((total >= 2) & (counts >= 1))
+        uniq = cand_values
         c, r, t = counts[cand], ref_counts[cand], total[cand]
         p_min = _hyper_max_pmf(np.full_like(t, n_b + m), t, np.full_like(t, n_b))
         fold = (c / max(n_b, 1)) / ((r + 1) / (m + 1))
@@ -272,11 +283,10 @@ class BackdoorCheck(Check):
         # Only tests that can become findings need their exact p-value.
         p = np.ones(len(cand))
         p[effect_ok] = hypergeom.sf(c[effect_ok] - 1, n_b + m, t[effect_ok], n_b)
-        positions = np.flatnonzero(~np.isnan(col))
         findings: dict[int, _Lazy] = {}
         for i in np.flatnonzero(effect_ok):
             u = cand[i]
-            member = positions[inverse == u]
+            member = np.flatnonzero(col == uniq[u])
             if _duplicate_rows(x_all[member]):
                 # Whole-row copies are the duplicates check's finding, not a trigger.
                 effect_ok[i] = False
@@ -308,7 +318,7 @@ class BackdoorCheck(Check):
         return (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
 
     def _spectral(self, batch: Table, y: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        from scipy.stats import chi2
+        from scipy.special import erf
 
         z_all = batch.encoded(self.encoder_)
         out = np.zeros(len(batch))
@@ -326,7 +336,8 @@ class BackdoorCheck(Check):
             d = w.shape[1]
             edge = (1.0 + np.sqrt(d / len(rows))) ** 2
             info[self.classes_[c]] = float(evals[-1] / edge)
-            out[rows] = chi2.cdf(proj / max(evals[-1], 1e-12), df=1)
+            # chi-square(1) CDF of the projection scaled by the top eigenvalue
+            out[rows] = erf(np.sqrt(proj / max(evals[-1], 1e-12) / 2.0))
         return out, info
 
 

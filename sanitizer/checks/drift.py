@@ -45,7 +45,7 @@ import numpy as np
 
 from sanitizer.checks._features import FeatureEncoder
 from sanitizer.checks.base import Check, CheckResult, Status
-from sanitizer.checks.outliers import one_thread, split_indices, subsample
+from sanitizer.checks.outliers import label_codes, one_thread, split_indices, subsample
 
 if TYPE_CHECKING:
     from sanitizer.table import Table
@@ -146,8 +146,7 @@ class DriftCheck(Check):
             missing = float(series.isna().sum())
             self.category_counts_.append(np.append(counts.to_numpy(dtype=float), missing))
         self.classes_: tuple[str, ...] = contract.label_classes
-        lookup = {c: i for i, c in enumerate(self.classes_)}
-        y = np.fromiter((lookup[v] for v in reference.labels), dtype=np.int64, count=n)
+        y = label_codes(reference.labels, self.classes_)
         self.label_counts_ = np.bincount(y, minlength=len(self.classes_)).astype(float)
         self.encoder_ = FeatureEncoder.fit(reference)
         rows = subsample(np.arange(n), self.max_rows, self.random_state + 1)
@@ -189,8 +188,7 @@ class DriftCheck(Check):
             names.append(col)
             stats.append(stat)
             pvals.append(p)
-        lookup = {c: i for i, c in enumerate(self.classes_)}
-        y = np.fromiter((lookup.get(v, -1) for v in batch.labels), dtype=np.int64, count=n)
+        y = label_codes(batch.labels, self.classes_)
         batch_labels = np.bincount(y[y >= 0], minlength=len(self.classes_)).astype(float)
         stat, p = categorical_pvalue(self.label_counts_, batch_labels)
         names.append("label prior")
@@ -304,9 +302,8 @@ class ConditionalDriftCheck(Check):
 
         self.encoder_ = FeatureEncoder.fit(reference)
         self.classes_: tuple[str, ...] = reference.contract.label_classes
-        lookup = {c: i for i, c in enumerate(self.classes_)}
         x = reference.encoded(self.encoder_)
-        y = np.fromiter((lookup[v] for v in reference.labels), dtype=np.int64, count=len(x))
+        y = label_codes(reference.labels, self.classes_)
         k = len(self.classes_)
         self.prior_ = (np.bincount(y, minlength=k) + 0.5) / (len(y) + 0.5 * k)
         fit_idx, cal_idx = split_indices(len(x), self.calibration_fraction, self.random_state)
@@ -337,11 +334,9 @@ class ConditionalDriftCheck(Check):
         from scipy.stats import ttest_ind
 
         self._require_fitted("model_", "calibration_excess_")
-        n = len(batch)
         if self.model_ is None:
             return self.result("pass", "no model (one class or no features); nothing to test")
-        lookup = {c: i for i, c in enumerate(self.classes_)}
-        y = np.fromiter((lookup.get(v, -1) for v in batch.labels), dtype=np.int64, count=n)
+        y = label_codes(batch.labels, self.classes_)
         known = y >= 0
         k = len(self.classes_)
         prior = (np.bincount(y[known], minlength=k) + 0.5) / (known.sum() + 0.5 * k)

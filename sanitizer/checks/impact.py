@@ -23,7 +23,7 @@ import numpy as np
 
 from sanitizer.checks._features import FeatureEncoder
 from sanitizer.checks.base import Check, CheckResult, Status
-from sanitizer.checks.outliers import one_thread, split_indices, subsample
+from sanitizer.checks.outliers import label_codes, one_thread, split_indices, subsample
 
 if TYPE_CHECKING:
     from sanitizer.table import Table
@@ -73,9 +73,8 @@ class ImpactCheck(Check):
     def fit(self, reference: Table) -> Self:
         self.encoder_ = FeatureEncoder.fit(reference)
         self.classes_: tuple[str, ...] = reference.contract.label_classes
-        lookup = {c: i for i, c in enumerate(self.classes_)}
         x = reference.encoded(self.encoder_)
-        y = np.fromiter((lookup[v] for v in reference.labels), dtype=np.int64, count=len(x))
+        y = label_codes(reference.labels, self.classes_)
         train, holdout = split_indices(len(x), self.holdout_fraction, self.random_state)
         train = subsample(train, self.max_train_rows, self.random_state)
         holdout = subsample(holdout, self.max_holdout_rows, self.random_state + 1)
@@ -121,8 +120,7 @@ class ImpactCheck(Check):
                 f"skipped: batch has {n} rows, more than max_batch_rows={self.max_batch_rows}",
                 info={"skipped": True},
             )
-        lookup = {c: i for i, c in enumerate(self.classes_)}
-        y = np.fromiter((lookup.get(v, -1) for v in batch.labels), dtype=np.int64, count=n)
+        y = label_codes(batch.labels, self.classes_)
         known = y >= 0
         x = np.vstack([self.train_x_, batch.encoded(self.encoder_)[known]])
         loss = self._holdout_loss(x, np.concatenate([self.train_y_, y[known]]))
