@@ -40,9 +40,8 @@ from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
-from sanitizer.checks._features import FeatureEncoder
 from sanitizer.checks.base import Check, CheckResult, Status
-from sanitizer.checks.outliers import label_codes
+from sanitizer.checks.outliers import label_codes, shared_encoder
 
 if TYPE_CHECKING:
     from sanitizer.table import Table
@@ -147,7 +146,7 @@ class BackdoorCheck(Check):
             ok = codes >= 0
             counts = np.bincount(codes[ok] * k + y[ok], minlength=len(values) * k)
             self.category_counts_.append(counts.reshape(len(values), k).astype(float))
-        self.encoder_ = FeatureEncoder.fit(reference)
+        self.encoder_ = shared_encoder(reference)
         self.whiten_: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if self.spectral and self.encoder_.n_features:
             enc = reference.encoded(self.encoder_)[keep]

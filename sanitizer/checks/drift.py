@@ -43,9 +43,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from sanitizer.checks._features import FeatureEncoder
 from sanitizer.checks.base import Check, CheckResult, Status
-from sanitizer.checks.outliers import label_codes, one_thread, split_indices, subsample
+from sanitizer.checks.outliers import (
+    label_codes,
+    one_thread,
+    shared_encoder,
+    split_indices,
+    subsample,
+)
 
 if TYPE_CHECKING:
     from sanitizer.table import Table
@@ -148,7 +153,7 @@ class DriftCheck(Check):
         self.classes_: tuple[str, ...] = contract.label_classes
         y = label_codes(reference.labels, self.classes_)
         self.label_counts_ = np.bincount(y, minlength=len(self.classes_)).astype(float)
-        self.encoder_ = FeatureEncoder.fit(reference)
+        self.encoder_ = shared_encoder(reference)
         rows = subsample(np.arange(n), self.max_rows, self.random_state + 1)
         self.reference_encoded_ = reference.encoded(self.encoder_)[rows]
         return self
@@ -272,7 +277,9 @@ class ConditionalDriftCheck(Check):
 
     Options: ``alpha``; ``min_effect`` (mean excess loss, in nats, the batch must
     exceed the reference by to fail); ``calibration_fraction`` (reference share held
-    out); ``max_fit_rows``; ``random_state``.
+    out); ``max_fit_rows``; ``max_batch_rows`` (a random subsample of larger batches
+    is scored: the test is on a mean, and 200k rows resolve far below
+    ``min_effect``); ``random_state``.
     """
 
     name = "conditional_drift"
@@ -285,6 +292,7 @@ class ConditionalDriftCheck(Check):
         min_effect: float = 0.02,
         calibration_fraction: float = 0.4,
         max_fit_rows: int = 50_000,
+        max_batch_rows: int = 200_000,
         random_state: int = 0,
     ) -> None:
         if not 0.0 < alpha < 1.0:
@@ -295,12 +303,13 @@ class ConditionalDriftCheck(Check):
         self.min_effect = min_effect
         self.calibration_fraction = calibration_fraction
         self.max_fit_rows = max_fit_rows
+        self.max_batch_rows = max_batch_rows
         self.random_state = random_state
 
     def fit(self, reference: Table) -> Self:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        self.encoder_ = FeatureEncoder.fit(reference)
+        self.encoder_ = shared_encoder(reference)
         self.classes_: tuple[str, ...] = reference.contract.label_classes
         x = reference.encoded(self.encoder_)
         y = label_codes(reference.labels, self.classes_)
@@ -340,8 +349,9 @@ class ConditionalDriftCheck(Check):
         known = y >= 0
         k = len(self.classes_)
         prior = (np.bincount(y[known], minlength=k) + 0.5) / (known.sum() + 0.5 * k)
-        x = batch.encoded(self.encoder_)[known]
-        excess = self._excess(x, y[known], prior)
+        rows = subsample(np.flatnonzero(known), self.max_batch_rows, self.random_state)
+        x = batch.encoded(self.encoder_)[rows]
+        excess = self._excess(x, y[rows], prior)
         ref = self.calibration_excess_
         diff = float(excess.mean() - ref.mean()) if len(excess) else 0.0
         if len(excess) >= 2:

@@ -21,9 +21,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from sanitizer.checks._features import FeatureEncoder
 from sanitizer.checks.base import Check, CheckResult, Status
-from sanitizer.checks.outliers import label_codes, one_thread, split_indices, subsample
+from sanitizer.checks.outliers import (
+    label_codes,
+    one_thread,
+    shared_encoder,
+    split_indices,
+    subsample,
+)
 
 if TYPE_CHECKING:
     from sanitizer.table import Table
@@ -71,7 +76,7 @@ class ImpactCheck(Check):
         self.random_state = random_state
 
     def fit(self, reference: Table) -> Self:
-        self.encoder_ = FeatureEncoder.fit(reference)
+        self.encoder_ = shared_encoder(reference)
         self.classes_: tuple[str, ...] = reference.contract.label_classes
         x = reference.encoded(self.encoder_)
         y = label_codes(reference.labels, self.classes_)
