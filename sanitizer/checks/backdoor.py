@@ -165,9 +165,14 @@ class BackdoorCheck(Check):
         tests: list[_Tests] = []
         x = batch.numeric
         for j, name in enumerate(self.numeric_):
-            tests.append(self._point_masses(name, j, x))
+            masses = self._point_masses(name, j, x)
+            tests.append(masses)
             cells = np.searchsorted(self.edges_[j], x[:, j])
             cells = np.where(np.isnan(x[:, j]), -1, cells)
+            # Rows explained by a point mass do not also count in their bin's label
+            # test: it would otherwise flag the bin's clean rows of the same label.
+            for finding in masses.findings.values():
+                cells[finding.member] = -1
             tests.append(self._label_tests(name, cells, y, self.bin_counts_[j], self._bin_names(j)))
         for name, values, counts in zip(
             self.categorical_, self.category_values_, self.category_counts_, strict=True
