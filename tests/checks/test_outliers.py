@@ -63,6 +63,19 @@ def test_clean_batches_rarely_fail() -> None:
     assert sum(failed) <= 1
 
 
+def test_large_clean_batch_and_mild_selection_drift_pass() -> None:
+    """A fixed reference's thresholds are a little off nominal; big batches must not
+    turn that, or a mild covariate shift, into a quarantine."""
+    check, _, pool, contract = fitted()
+    assert not check.run(Table(pool.iloc[:9000].reset_index(drop=True), contract)).failed
+    z = ((pool["x0"] - pool["x0"].mean()) / pool["x0"].std()).to_numpy()
+    weights = np.exp(0.3 * z)
+    rows = np.random.default_rng(3).choice(
+        len(pool), 6000, replace=False, p=weights / weights.sum()
+    )
+    assert not check.run(Table(pool.iloc[np.sort(rows)].reset_index(drop=True), contract)).failed
+
+
 @pytest.mark.parametrize(("n", "rate"), [(200, 0.03), (1000, 0.02), (3000, 0.01)])
 def test_in_range_outliers_are_caught_with_high_auroc(n: int, rate: float) -> None:
     check, reference, pool, contract = fitted()
@@ -115,6 +128,8 @@ def test_option_validation() -> None:
         OutlierCheck(alpha=0.0)
     with pytest.raises(ValueError, match="levels"):
         OutlierCheck(levels=(1.5,))
+    with pytest.raises(ValueError, match="min_ratio"):
+        OutlierCheck(min_ratio=0.5)
 
 
 def test_run_before_fit_raises() -> None:
