@@ -217,3 +217,15 @@ def test_scores_are_finite_aligned_and_permute_with_rows(data, check, seed, n):
     np.testing.assert_allclose(permuted.row_scores, scores[order])
     assert (permuted.row_flags == result.row_flags[order]).all()
     assert permuted.p_value == pytest.approx(result.p_value)
+
+
+def test_tiny_reference_with_a_singleton_class_and_no_feature_reference():
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame(
+        {"record_id": range(12), "x": rng.normal(size=12), "label": [0] * 6 + [1] * 5 + [2]}
+    )
+    result = LabelConsistencyCheck().fit(_table(ref, ref)).run(_table(ref.iloc[:5], ref))
+    assert result.status == "pass" and result.row_scores.shape == (5,)
+    bare = pd.DataFrame({"record_id": range(40), "label": [0, 1] * 20})
+    result = LabelConsistencyCheck().fit(_table(bare, bare)).run(_table(bare, bare))
+    assert result.status == "pass" and "no features" in result.message
