@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REASON_ROWS = 1000
+SCORE_CHUNK = 50_000
 
 
 def one_thread() -> Any:
@@ -203,9 +204,14 @@ class OutlierCheck(Check):
         return self
 
     def _score(self, x: np.ndarray) -> np.ndarray:
+        """Negative log-density, in chunks (the mixture's temporaries then stay small)."""
         assert self.model_ is not None
+        out = np.empty(len(x))
         with one_thread():
-            return np.asarray(-self.model_.score_samples(x))
+            for start in range(0, len(x), SCORE_CHUNK):
+                stop = start + SCORE_CHUNK
+                out[start:stop] = -self.model_.score_samples(x[start:stop])
+        return out
 
     # -- scanning ----------------------------------------------------------------
 
