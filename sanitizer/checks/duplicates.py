@@ -10,7 +10,9 @@ record with a wrong label. Its signature is structural, not distributional:
 
 Twins are rows whose encoded features (robust-scaled numerics, one-hot
 categoricals) differ by at most ``tolerance`` in every coordinate (Chebyshev
-distance; categories must match). Rows are first grouped by exact vector (a hash
+distance; categories must match), directly or through one intermediate row
+(jittered copies are each close to their source record, not always to each
+other). Rows are first grouped by exact vector (a hash
 of the rounded encoding), then near twins are found by a radius search on the
 distinct vectors only, so low-cardinality data with thousands of identical rows
 stays cheap.
@@ -160,9 +162,12 @@ class DuplicatesCheck(Check):
         in total and with the row's own label."""
         n_labels = len(self.classes_)
         rounded = np.ascontiguousarray(np.round(x, DECIMALS) + 0.0)  # + 0.0: no -0.0
-        keys = rounded.view(np.dtype((np.void, rounded.dtype.itemsize * rounded.shape[1])))
-        _, first, inv = np.unique(keys.ravel(), return_index=True, return_inverse=True)
-        inv = inv.ravel()
+        if rounded.shape[1] == 0:  # no features: every row is the same vector
+            first, inv = np.zeros(min(1, len(y)), dtype=np.int64), np.zeros(len(y), np.int64)
+        else:
+            keys = rounded.view(np.dtype((np.void, rounded.dtype.itemsize * rounded.shape[1])))
+            _, first, inv = np.unique(keys.ravel(), return_index=True, return_inverse=True)
+            inv = inv.ravel()
         n_unique = len(first)
         cell = inv * n_labels + y
         size = n_unique * n_labels
@@ -172,6 +177,9 @@ class DuplicatesCheck(Check):
         if self.tolerance > 0 and n_unique > 1 and x.shape[1] > 0:
             adjacency = self._near_pairs(rounded[first])
             if adjacency is not None:
+                # two hops: jittered copies of one record are each close to the record
+                # but not always to each other; the record links them
+                adjacency = (adjacency @ adjacency).astype(bool).astype(np.float64)
                 comp = np.asarray(adjacency @ comp)
                 batch = np.asarray(adjacency @ batch)
                 near = True
@@ -260,7 +268,12 @@ class DuplicatesCheck(Check):
         p_seen = min(1.0, n_seen_tests * float(seen_p.min())) if seen_p.size else 1.0
 
         row_p = np.where(conflict, np.minimum(row_p, self.conflict_rate_), row_p)
-        flags = (row_p < self.row_alpha) | (conflict & (self.conflict_rate_ <= self.row_alpha))
+        # A same-label twin pair of a never-seen vector is what natural near twins look
+        # like too: without a conflicting twin in the batch (the genuine record next to
+        # its relabelled copies) it must survive a correction over the batch's rows.
+        lone = unseen & (batch_total == batch_same) & ~conflict
+        flag_p = np.where(lone, np.minimum(1.0, row_p * n), row_p)
+        flags = (flag_p < self.row_alpha) | (conflict & (self.conflict_rate_ <= self.row_alpha))
         twins = (comp_total + batch_total) > 1
         scores = np.where(twins, 1.0 - np.clip(row_p, 0.0, 1.0), 0.0)
         p_value = min(1.0, 3.0 * min(p_conflict, p_unseen, p_seen))

@@ -198,3 +198,9 @@ def test_scores_are_finite_aligned_and_permute_with_rows(data, check, seed, n, c
     np.testing.assert_allclose(permuted.row_scores, scores[order])
     assert (permuted.row_flags == result.row_flags[order]).all()
     assert permuted.p_value == pytest.approx(result.p_value)
+
+
+def test_reference_without_features_is_one_vector():
+    bare = pd.DataFrame({"record_id": range(100), "label": [0, 1] * 50})
+    result = DuplicatesCheck().fit(_table(bare, bare)).run(_table(bare.iloc[:10], bare))
+    assert result.status == "pass" and not result.row_flags.any()
