@@ -129,6 +129,19 @@ def test_duplicate_rows_are_not_called_triggers() -> None:
     assert not any(f["kind"] == "point_mass" for f in result.info["findings"])
 
 
+def test_rounded_and_integer_columns_are_not_point_masses() -> None:
+    """Ties that the reference also has (rounding, integers) are not triggers."""
+    data = make_dataset(12_000, n_numeric=6, seed=22)
+    for col in ("x0", "x1", "x2"):
+        data[col] = data[col].round(1)
+    data["x3"] = np.floor(data["x3"] * 3)
+    reference, pool = split(data, [3_000, 9_000], seed=1)
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = BackdoorCheck().fit(Table(reference, contract))
+    parts = split(pool, [200, 1000, 5000], seed=3)
+    assert not any(check.run(Table(b, contract)).failed for b in parts)
+
+
 def test_prior_shift_is_not_a_backdoor() -> None:
     check, _, pool, contract = fitted()
     y = pool["label"].to_numpy()
