@@ -204,3 +204,16 @@ def test_reference_without_features_is_one_vector():
     bare = pd.DataFrame({"record_id": range(100), "label": [0, 1] * 50})
     result = DuplicatesCheck().fit(_table(bare, bare)).run(_table(bare.iloc[:10], bare))
     assert result.status == "pass" and not result.row_flags.any()
+
+
+def test_prefiltered_radius_search_finds_exactly_the_full_search_pairs():
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(400, 12))
+    near = base[:60] + rng.uniform(-0.04, 0.04, size=(60, 12))
+    vectors = np.vstack([base, near, base[:10]])
+    check = DuplicatesCheck(tolerance=0.05)
+    full = check._radius_pairs(vectors, np.arange(12), np.inf)
+    fast = check._radius_pairs(vectors, np.arange(3), np.inf)
+    assert full is not None and fast is not None
+    assert sorted(zip(*full, strict=True)) == sorted(zip(*fast, strict=True))
+    assert len(full[0]) > len(vectors)  # the planted near twins are there
