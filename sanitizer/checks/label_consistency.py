@@ -61,7 +61,8 @@ class LabelConsistencyCheck(Check):
     """Out-of-fold model probabilities + kNN label agreement, calibrated on the reference.
 
     Options: ``alpha`` (batch test level), ``row_rate`` (share of clean reference
-    rows flagged; the row threshold is its per-class quantile), ``model``
+    rows flagged; the row threshold is its per-class quantile), ``test_rates`` (the
+    row thresholds the batch test counts at), ``model``
     (``"hgb"`` histogram gradient boosting or ``"logistic"``), ``n_folds``,
     ``n_neighbors``, ``knn_weight`` (weight of kNN agreement in the raw score),
     ``max_reference_rows`` (rows used to fit the model; a random subsample above)
@@ -94,15 +95,17 @@ class LabelConsistencyCheck(Check):
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         if not 0.0 < row_rate < 0.5:
             raise ValueError(f"row_rate must be in (0, 0.5), got {row_rate}")
+        if not test_rates or not all(0.0 < r < 0.5 for r in test_rates):
+            raise ValueError(f"test_rates must be rates in (0, 0.5), got {test_rates}")
         if model not in ("hgb", "logistic"):
             raise ValueError(f"model must be 'hgb' or 'logistic', got {model!r}")
         if n_folds < 2 or n_neighbors < 1:
             raise ValueError("n_folds must be >= 2 and n_neighbors >= 1")
         if not 0.0 <= knn_weight <= 1.0:
             raise ValueError(f"knn_weight must be in [0, 1], got {knn_weight}")
+        if not 0.1 <= holdout <= 0.9:
+            raise ValueError(f"holdout must be in [0.1, 0.9], got {holdout}")
         self.alpha = alpha
-        if not test_rates or not all(0.0 < r < 0.5 for r in test_rates):
-            raise ValueError(f"test_rates must be rates in (0, 0.5), got {test_rates}")
         self.row_rate = row_rate
         self.test_rates = tuple(test_rates)
         self.model = model
@@ -111,8 +114,6 @@ class LabelConsistencyCheck(Check):
         self.knn_weight = knn_weight
         self.max_reference_rows = max_reference_rows
         self.max_index_rows = max_index_rows
-        if not 0.1 <= holdout <= 0.9:
-            raise ValueError(f"holdout must be in [0.1, 0.9], got {holdout}")
         self.holdout = holdout
         self.n_threads = n_threads
         self.seed = seed
