@@ -29,8 +29,12 @@ def build_retrain_dag(entry: DatasetEntry) -> Any:
         start_date=datetime(2026, 1, 1),
         catchup=False,
         max_active_runs=1,
-        default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
-        on_failure_callback=RunFailureNotifier(path),
+        default_args={
+            "retries": min(entry.retries, 1),
+            "retry_delay": timedelta(seconds=30),
+            # a failed task (after its retries) alerts the operators
+            "on_failure_callback": RunFailureNotifier(path),
+        },
         tags=["sanitizer", entry.name],
         doc_md=__doc__,
     )

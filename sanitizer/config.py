@@ -155,8 +155,11 @@ class AirflowConfig:
     review: bool = True
     review_timeout_hours: float = 72.0
     review_assignees: tuple[str, ...] = ()
+    retries: int = 2
 
     def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not 0 <= self.retries <= 20:
+            raise ConfigError(f"airflow.retries: {self.retries!r} must be a whole number 0..20")
         if self.review_timeout_hours <= 0:
             raise ConfigError(
                 f"airflow.review_timeout_hours: {self.review_timeout_hours!r} must be > 0"
@@ -338,7 +341,9 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: Path | None = None) -> Sa
 
 def _airflow(raw: Mapping[str, Any]) -> AirflowConfig:
     _no_unknown_keys(
-        raw, {"schedule", "review", "review_timeout_hours", "review_assignees"}, "airflow."
+        raw,
+        {"schedule", "review", "review_timeout_hours", "review_assignees", "retries"},
+        "airflow.",
     )
     schedule = raw.get("schedule", "@hourly")
     if schedule is not None and (not isinstance(schedule, str) or not schedule.strip()):
@@ -351,6 +356,7 @@ def _airflow(raw: Mapping[str, Any]) -> AirflowConfig:
         review=review,
         review_timeout_hours=_number(raw, "review_timeout_hours", "airflow.", 72.0),
         review_assignees=_str_list(raw, "review_assignees", "airflow."),
+        retries=int(_number(raw, "retries", "airflow.", 2)),
     )
 
 

@@ -33,6 +33,8 @@ class DatasetEntry:
     schedule: str | None
     review: bool
     review_timeout_hours: float
+    review_assignees: tuple[str, ...]
+    retries: int
     training: bool
 
 
@@ -78,6 +80,8 @@ def _entry(path: Path) -> DatasetEntry:
         schedule=None if schedule in (None, "none", "None") else str(schedule),
         review=bool(airflow.get("review", True)),
         review_timeout_hours=float(airflow.get("review_timeout_hours", 72.0)),
+        review_assignees=tuple(str(u) for u in airflow.get("review_assignees", [])),
+        retries=int(airflow.get("retries", 2)),
         training=bool(raw.get("training", {}).get("enabled", True)),
     )
 

@@ -403,4 +403,3 @@ def alert_not_promoted(config_path: str, outcome: Mapping[str, Any], context: An
     return bool(
         send_alert(retrain_alert(outcome), load_runtime_config(config_path).alerts, context)
     )
-
