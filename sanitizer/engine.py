@@ -21,8 +21,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Checks that run when the config does not switch them off.
-DEFAULT_CHECKS: tuple[str, ...] = ("schema",)
+#: Checks that run when the config does not switch them off (``impact`` is opt-in:
+#: it retrains a model per batch).
+DEFAULT_CHECKS: tuple[str, ...] = (
+    "schema",
+    "label_consistency",
+    "duplicates",
+    "outliers",
+    "backdoor",
+    "conditional_drift",
+    "drift",
+)
 
 
 class Sanitizer:
@@ -168,7 +177,8 @@ class Sanitizer:
         for r in results:
             if r.row_scores is not None:
                 scores = np.maximum(scores, r.row_scores)
-            if r.row_flags is not None and r.severity == "quarantine":
+            # flagged rows answer "why was this stopped": rows named by failing checks
+            if r.row_flags is not None and r.failed:
                 flags |= r.row_flags
                 for pos in np.flatnonzero(r.row_flags):
                     reasons.setdefault(int(pos), []).extend(

@@ -42,9 +42,10 @@ class Table:
         return self.prepared[list(self.contract.numeric)].to_numpy(dtype="float64")
 
     def encoded(self, encoder: FeatureEncoder) -> np.ndarray:
-        """The table encoded by ``encoder`` (cached per encoder, shared across checks)."""
-        cache: dict[int, np.ndarray] = self.__dict__.setdefault("_encoded", {})
-        key = id(encoder)
+        """The table encoded by ``encoder``, cached by the encoder's content so checks with
+        equal encoders (fitted on the same reference, or loaded from one profile) share it."""
+        cache: dict[str, np.ndarray] = self.__dict__.setdefault("_encoded", {})
+        key = encoder.fingerprint
         if key not in cache:
             cache[key] = encoder.transform(self)
         return cache[key]

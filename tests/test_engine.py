@@ -11,8 +11,12 @@ import pytest
 from sanitizer import Sanitizer
 from sanitizer.checks.base import Check, CheckResult
 from sanitizer.config import CheckConfig, PolicyConfig, SanitizerConfig
+from sanitizer.engine import DEFAULT_CHECKS
 from sanitizer.errors import ConfigError, InputError, NotFittedError
 from sanitizer.table import Table
+
+#: Switches every built-in check off, so a test sees only the checks it adds.
+ONLY_TEST_CHECKS = {name: CheckConfig(enabled=False) for name in DEFAULT_CHECKS}
 
 
 class ExplodingCheck(Check):
@@ -57,7 +61,7 @@ def test_documented_api(reference: pd.DataFrame, clean_batch: pd.DataFrame) -> N
     s = Sanitizer(label_column="label", id_columns=("record_id",)).fit(reference)
     report = s.scan(clean_batch)
     assert report.verdict == "pass"
-    assert [c.name for c in report.checks] == ["schema"]
+    assert [c.name for c in report.checks] == list(DEFAULT_CHECKS)
     assert report.row_scores.index.equals(clean_batch.index)
     assert list(report.flagged.columns) == [*clean_batch.columns, "reasons"]
     d = report.to_dict()
@@ -133,13 +137,11 @@ def test_quarantine_severity_quarantines(
 
 
 def test_disabled_checks_do_not_run(reference: pd.DataFrame, clean_batch: pd.DataFrame) -> None:
-    cfg = {"flag_first_row_in_test": CheckConfig(), "schema": CheckConfig(enabled=False)}
+    cfg = {**ONLY_TEST_CHECKS, "flag_first_row_in_test": CheckConfig()}
     s = Sanitizer(label_column="label", id_columns=("record_id",), checks=cfg).fit(reference)
     assert [c.name for c in s.scan(clean_batch).checks] == ["flag_first_row_in_test"]
     with pytest.raises(ConfigError, match="every check is disabled"):
-        Sanitizer(label_column="label", checks={"schema": CheckConfig(enabled=False)}).fit(
-            reference
-        )
+        Sanitizer(label_column="label", checks=ONLY_TEST_CHECKS).fit(reference)
 
 
 def test_errors_before_fit_and_on_bad_batches(fitted: Sanitizer, clean_batch: pd.DataFrame) -> None:
@@ -224,6 +226,7 @@ def test_rows_mode_holds_back_everything_on_batch_level_failure(
 
 def test_alpha_is_shared_between_quarantining_tests(reference: pd.DataFrame) -> None:
     cfg = {
+        **ONLY_TEST_CHECKS,
         "alpha_probe_in_test": CheckConfig(),
         "alpha_probe_warn_in_test": CheckConfig(severity="warn"),
     }

@@ -11,6 +11,7 @@ batch makes reference and batch rows comparable.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,15 +67,26 @@ class FeatureEncoder:
         if self.numeric:
             x = (table.numeric - self.center) / self.scale
             parts.append(np.where(np.isnan(x), 0.0, x))
+        if self.categorical:
+            import pandas as pd
+
         for col, cats in zip(self.categorical, self.categories, strict=True):
-            values = table.prepared[col].to_numpy(dtype=object)
             onehot = np.zeros((n, len(cats)))
-            lookup = {c: i for i, c in enumerate(cats)}
-            idx = np.fromiter((lookup.get(v, -1) for v in values), dtype=np.int64, count=n)
+            idx = pd.Index(list(cats), dtype=object).get_indexer(
+                table.prepared[col].to_numpy(dtype=object)
+            )
             hit = idx >= 0
             onehot[np.flatnonzero(hit), idx[hit]] = 1.0
             parts.append(onehot)
         return np.hstack(parts) if parts else np.zeros((n, 0))
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of the encoder's content: equal encoders encode a table identically."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         return {

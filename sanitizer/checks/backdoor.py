@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
+from sanitizer.checks._common import label_codes, shared_encoder
 from sanitizer.checks.base import Check, CheckResult, Status
-from sanitizer.checks.outliers import label_codes, shared_encoder
 
 if TYPE_CHECKING:
     from sanitizer.table import Table

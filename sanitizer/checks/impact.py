@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from sanitizer.checks.base import Check, CheckResult, Status
-from sanitizer.checks.outliers import (
+from sanitizer.checks._common import (
     label_codes,
     one_thread,
     shared_encoder,
     split_indices,
     subsample,
 )
+from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
     from sanitizer.table import Table

@@ -27,10 +27,17 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
+from sanitizer.checks._common import (
+    calibrated_percentile,
+    one_thread,
+    shared_encoder,
+    split_indices,
+    subsample,
+)
 from sanitizer.checks._features import FeatureEncoder
 from sanitizer.checks.base import Check, CheckResult, Status
 
@@ -43,62 +50,6 @@ log = logging.getLogger(__name__)
 
 MAX_REASON_ROWS = 1000
 SCORE_CHUNK = 50_000
-
-
-def one_thread() -> Any:
-    """Limit BLAS/OpenMP to one thread for small models.
-
-    On a shared 2-core worker, thread oversubscription makes small fits and scores
-    several times slower; parallelism comes from scanning batches side by side.
-    """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1)
-
-
-def shared_encoder(reference: Table) -> FeatureEncoder:
-    """The reference's ``FeatureEncoder``, fitted once per reference table.
-
-    ``Table.encoded`` caches a batch's encoding per encoder *object*; checks fitted
-    on the same reference table share this one, so a batch is encoded once for all
-    of them instead of once per check (seconds on a 1M-row batch).
-    """
-    cache = reference.__dict__
-    encoder = cache.get("_shared_feature_encoder")
-    if not isinstance(encoder, FeatureEncoder):
-        encoder = FeatureEncoder.fit(reference)
-        cache["_shared_feature_encoder"] = encoder
-    return encoder
-
-
-def label_codes(labels: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
-    """Position of each label in ``classes`` (-1 if absent), vectorised."""
-    import pandas as pd
-
-    index = pd.Index(list(classes), dtype=object)
-    return np.asarray(index.get_indexer(np.asarray(labels, dtype=object)), dtype=np.int64)
-
-
-def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A random split of ``range(n)`` into (fit, held-out) with ``fraction`` held out."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_out = round(n * fraction)
-    n_out = min(max(n_out, 1 if n > 1 else 0), n - 1) if n > 1 else 0
-    return np.sort(order[n_out:]), np.sort(order[:n_out])
-
-
-def subsample(idx: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    if len(idx) <= limit:
-        return idx
-    return np.sort(np.random.default_rng(seed).choice(idx, size=limit, replace=False))
-
-
-def calibrated_percentile(calibration_sorted: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Share of calibration scores strictly below each score (0..1)."""
-    m = len(calibration_sorted)
-    if m == 0:
-        return np.zeros(len(scores))
-    return np.searchsorted(calibration_sorted, scores, side="left") / m
 
 
 def conformal_excess_pvalue(flagged: int, n: int, exceed: int, m: int) -> float:
