@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit benchmark clean
+.PHONY: install browser demo test lint typecheck unit benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+# Debian's Chromium for the report's browser test (skipped, with the reason, when absent).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; } || echo "make: chromium not installed; the browser test will be skipped"
+
+unit: $(STAMP) browser
+	$(PY) -m pytest -q -p no:cacheprovider -rs
 
 test: lint typecheck unit
 

@@ -7,6 +7,7 @@ Exit codes: 0 pass, 3 quarantine, 2 bad input or usage (one line on stderr),
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import sys
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("--json-report", metavar="OUT", help="write the JSON report here")
     scan.add_argument("--html-report", metavar="OUT", help="write the HTML report here")
+    scan.add_argument(
+        "--flagged-csv", metavar="OUT", help="write the flagged rows as CSV (formulas neutralised)"
+    )
     scan.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     scan.set_defaults(handler=cmd_scan)
 
@@ -149,7 +153,9 @@ def _resolve_config(args: argparse.Namespace) -> tuple[SanitizerConfig, Path]:
     return config, reference
 
 
-def _fit_from_args(args: argparse.Namespace, batch: pd.DataFrame | None = None) -> Sanitizer:
+def _fit_from_args(
+    args: argparse.Namespace, batch: pd.DataFrame | None = None
+) -> tuple[Sanitizer, pd.DataFrame]:
     from sanitizer.contract import DataContract
     from sanitizer.engine import Sanitizer
     from sanitizer.expectations import load_suite
@@ -162,13 +168,13 @@ def _fit_from_args(args: argparse.Namespace, batch: pd.DataFrame | None = None) 
     if batch is not None:
         # Refuse a structurally broken batch before paying for fitting the checks.
         DataContract.from_reference(reference, config).validate(batch, path=args.batch)
-    return Sanitizer(config=config, suite=suite).fit(reference)
+    return Sanitizer(config=config, suite=suite).fit(reference), reference
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from sanitizer.profile import save_profile
 
-    sanitizer = _fit_from_args(args)
+    sanitizer, _ = _fit_from_args(args)
     save_profile(sanitizer, args.out)
     names = ", ".join(check.name for check, _ in sanitizer.checks_)
     print(f"fitted {names} on {args.reference or 'the configured reference'}; profile: {args.out}")
@@ -184,12 +190,26 @@ def cmd_scan(args: argparse.Namespace) -> int:
             "--profile already holds the fitted reference: drop --reference/--suite/--config"
         )
     batch = read_table(args.batch)
-    sanitizer = load_profile(args.profile) if args.profile else _fit_from_args(args, batch)
+    reference = None
+    if args.profile:
+        sanitizer = load_profile(args.profile)
+    else:
+        sanitizer, reference = _fit_from_args(args, batch)
     report = sanitizer.scan(batch, path=args.batch)
     if args.json_report:
         _write_text(args.json_report, report.to_json(indent=2) + "\n")
     if args.html_report:
-        _write_text(args.html_report, report.to_html(title=f"Scan of {Path(args.batch).name}"))
+        page = report.to_html(
+            title=f"Scan of {Path(args.batch).name}",
+            batch=batch,
+            reference=reference,
+            sanitizer=sanitizer,
+            source=str(args.batch),
+            sha256=hashlib.sha256(Path(args.batch).read_bytes()).hexdigest(),
+        )
+        _write_text(args.html_report, page)
+    if args.flagged_csv:
+        _write_text(args.flagged_csv, report.flagged_csv())
     if not args.quiet:
         print(f"{args.batch}: {report.summary()}")
     return EXIT_PASS if report.verdict == "pass" else EXIT_QUARANTINE

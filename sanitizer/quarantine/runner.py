@@ -292,7 +292,15 @@ def scan_and_route(
 
     title = f"Scan of {batch.original_name} ({batch.dataset}, batch {batch.id})"
     if report is not None:
-        files = report_files(report.to_json(indent=2) + "\n", report.to_html(title=title))
+        page = report.to_html(
+            title=title,
+            batch=frame,
+            sanitizer=cache.get(),
+            batch_id=batch.id,
+            sha256=batch.sha256,
+            source=batch.original_name,
+        )
+        files = report_files(report.to_json(indent=2) + "\n", page)
     else:
         files = report_files(
             json.dumps(_failure_report(batch, reason, message), indent=2) + "\n",
