@@ -25,7 +25,6 @@ from sanitizer.samples import make_dataset, split
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-RUNNER = Path(__file__).with_name("run_dag.py")
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +114,9 @@ def _dataset(
 def _run(
     home: Path, configs: Path, dag_id: str, port: int | None, respond: str | None = None
 ) -> dict:
-    cmd = [sys.executable, str(RUNNER), dag_id] + (["--respond", respond] if respond else [])
+    cmd = [sys.executable, "-m", "sanitizer.airflow.dagtest", dag_id] + (
+        ["--respond", respond] if respond else []
+    )
     res = subprocess.run(
         cmd, env=_env(home, configs, port), capture_output=True, text=True, timeout=900
     )

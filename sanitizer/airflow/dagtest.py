@@ -1,6 +1,9 @@
-"""Run one DAG with ``dag.test()`` in this process and print a JSON summary (test helper).
+"""Run one DAG with ``dag.test()`` in this process and print a JSON summary.
 
-    python tests/dags/run_dag.py DAG_ID [--respond OPTION:USER:REASON]
+Used by ``make demo`` and the DAG tests: an embedded Airflow (the metadata DB of
+``$AIRFLOW_HOME``) runs every task in this process, no scheduler needed.
+
+    python -m sanitizer.airflow.dagtest DAG_ID [--respond OPTION:USER:REASON]
 
 ``--respond`` starts a thread that answers every pending human-in-the-loop request
 the way the Airflow UI does, through the handler of the REST API's HITL endpoint
@@ -48,7 +51,7 @@ def responder(option: str, user: str, reason: str, stop: threading.Event) -> Non
                     update_hitl_detail_payload=UpdateHITLDetailPayload(
                         chosen_options=[option], params_input={"reason": reason}
                     ),
-                    user=User(),
+                    user=User(),  # type: ignore[arg-type]  # the handler only asks id and name
                     session=session,
                     map_index=ti.map_index,
                 )
@@ -72,6 +75,7 @@ def main() -> None:
     started = time.time()
     run = bag.get_dag(args.dag_id).test()
     stop.set()
+    assert settings.Session is not None
     session = settings.Session()
     tis = {
         f"{ti.task_id}[{ti.map_index}]": str(ti.state)
