@@ -171,12 +171,10 @@ class Sanitizer:
             )
 
         n = len(batch)
-        scores = np.zeros(n)
+        scores = _combined_scores([r.row_scores for r in results if r.row_scores is not None], n)
         flags = np.zeros(n, dtype=bool)
         reasons: dict[int, list[str]] = {}
         for r in results:
-            if r.row_scores is not None:
-                scores = np.maximum(scores, r.row_scores)
             # flagged rows answer "why was this stopped": rows named by failing checks
             if r.row_flags is not None and r.failed:
                 flags |= r.row_flags
@@ -203,6 +201,23 @@ class Sanitizer:
     @property
     def policy(self) -> PolicyConfig:
         return self.config.policy
+
+
+def _combined_scores(per_check: list[Any], n: int) -> Any:
+    """One score per row from every check's row scores, comparable across batches.
+
+    Most checks score a row by its percentile among clean reference rows, so a clean
+    row's score is about uniform on [0, 1] in each check and the plain maximum over
+    k checks would make clean rows look suspicious. The combination is Bonferroni on
+    the smallest tail: ``1 - min(1, k * (1 - max score))``; a certain finding (a
+    schema violation, score 1) stays 1, and the ranking equals the maximum's.
+    """
+    import numpy as np
+
+    if not per_check:
+        return np.zeros(n)
+    top = np.max(np.vstack(per_check), axis=0)
+    return 1.0 - np.minimum(1.0, len(per_check) * (1.0 - top))
 
 
 def _clean_rows(results: list[CheckResult], n: int, *, mode: str) -> Any:

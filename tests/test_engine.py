@@ -111,7 +111,7 @@ def test_raising_check_is_recorded_as_error_and_quarantines(
 def test_warn_severity_reports_but_does_not_quarantine(
     reference: pd.DataFrame, clean_batch: pd.DataFrame
 ) -> None:
-    cfg = {"flag_first_row_in_test": CheckConfig(severity="warn")}
+    cfg = {**ONLY_TEST_CHECKS, "flag_first_row_in_test": CheckConfig(severity="warn")}
     report = (
         Sanitizer(label_column="label", id_columns=("record_id",), checks=cfg)
         .fit(reference)
@@ -120,7 +120,15 @@ def test_warn_severity_reports_but_does_not_quarantine(
     assert report.verdict == "pass"
     assert report.checks[-1].status == "warn"
     assert report.flagged.empty
-    assert report.row_scores.iloc[0] == pytest.approx(0.9)
+    assert report.row_scores.iloc[0] == pytest.approx(0.9)  # one check: its own score
+
+
+def test_combined_scores_discount_many_uniform_views() -> None:
+    from sanitizer.engine import _combined_scores
+
+    out = _combined_scores([np.array([0.5, 0.99, 1.0]), np.array([0.9, 0.2, 0.0])], 3)
+    assert out == pytest.approx([0.8, 0.98, 1.0])
+    assert _combined_scores([], 2).tolist() == [0.0, 0.0]
 
 
 def test_quarantine_severity_quarantines(

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from sanitizer.checks.backdoor import BackdoorCheck, _tarone_count
 from sanitizer.config import CheckConfig, SanitizerConfig
 from sanitizer.contract import DataContract
-from sanitizer.engine import Sanitizer
+from sanitizer.engine import DEFAULT_CHECKS, Sanitizer
 from sanitizer.samples import make_dataset, split
 from sanitizer.table import Table
 
@@ -231,7 +231,13 @@ def test_through_the_engine() -> None:
     batch = pool.sample(400, random_state=9).reset_index(drop=True)
     poisoned, mask = inject_trigger(batch, reference, rate=0.03, seed=9, features=("x1", "x3"))
     sanitizer = Sanitizer(
-        label_column="label", id_columns=("record_id",), checks={"backdoor": CheckConfig()}
+        label_column="label",
+        id_columns=("record_id",),
+        # only this check, so report.flagged holds exactly its rows
+        checks={
+            **{n: CheckConfig(enabled=False) for n in DEFAULT_CHECKS},
+            "backdoor": CheckConfig(),
+        },
     ).fit(reference)
     report = sanitizer.scan(poisoned)
     assert report.verdict == "quarantine"
