@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test lint typecheck unit benchmark clean
+.PHONY: install browser demo airflow test lint typecheck unit benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m sanitizer.demo
+
+# The demo's Airflow with its DAGs, runs and review tasks in the UI (after `make demo`):
+# http://localhost:8080, the admin password is printed by `airflow standalone`.
+airflow: $(STAMP)
+	test -d demo-output/airflow-home || $(MAKE) demo
+	AIRFLOW_HOME=$(CURDIR)/demo-output/airflow-home AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags SANITIZER_CONFIG_DIR=$(CURDIR)/demo-output/configs \
+	$(VENV)/bin/airflow standalone
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sanitizer dags tests benchmarks

@@ -245,29 +245,36 @@ def test_sanitize_routes_alerts_and_feeds_retraining(
     assert (root / "models" / "credit" / "CURRENT").read_text().strip() == "v0001"
 
 
-def test_review_release_records_the_reviewer(airflow_home: Path, tmp_path: Path, smtp) -> None:  # type: ignore[no-untyped-def]
-    port, _ = smtp
-    configs, root, (_, bad, _) = _dataset(tmp_path, "reviewed", review=True)
+@pytest.mark.parametrize(
+    ("option", "state", "zone", "events"),
+    [
+        ("Release", "released", "accepted", ["publish_released"]),
+        ("Reject", "rejected", "rejected", []),
+    ],
+)
+def test_review_decision_records_the_reviewer(  # type: ignore[no-untyped-def]
+    airflow_home: Path, tmp_path: Path, smtp, option: str, state: str, zone: str, events: list[str]
+) -> None:
+    port, box = smtp
+    name = f"reviewed_{option.lower()}"
+    configs, root, (_, bad, _) = _dataset(tmp_path, name, review=True)
     bad = bad.copy()
     bad.loc[3, "x0"] = 1e6
-    bad.to_csv(root / "landing" / "reviewed" / "odd.csv", index=False)
+    bad.to_csv(root / "landing" / name / "odd.csv", index=False)
     out = _run(
-        airflow_home,
-        configs,
-        "sanitize_reviewed",
-        port,
-        respond="Release:alice:outlier checked by hand",
+        airflow_home, configs, f"sanitize_{name}", port, respond=f"{option}:alice:checked by hand"
     )
     assert out["state"] == "success", out
-    batch_id, state = _ledger(root)["odd.csv"]
-    assert state == "released"
-    assert (root / "accepted" / "reviewed" / batch_id / "odd.csv").exists()
-    assert _actors(root, batch_id)[-1] == ("released", "alice", "outlier checked by hand")
-    assert [e["task"] for e in out["events"]] == ["publish_released"]
-    assert (
-        out["events"][0]["extra"]["batch_id"] == batch_id
-        and out["events"][0]["extra"]["via"] == "review"
-    )
+    assert out["tasks"]["review[0]"] == "success"  # the review task waited for the answer
+    assert len(box.messages) == 1  # the alert went out before the decision
+    batch_id, got = _ledger(root)["odd.csv"]
+    assert got == state
+    assert (root / zone / name / batch_id / "odd.csv").exists()
+    assert not (root / "quarantine" / name / batch_id).exists()
+    assert _actors(root, batch_id)[-1] == (state, "alice", "checked by hand")
+    assert [e["task"] for e in out["events"]] == events
+    for event in out["events"]:
+        assert event["extra"]["batch_id"] == batch_id and event["extra"]["via"] == "review"
 
 
 def test_failed_run_alerts(airflow_home: Path, tmp_path: Path, smtp) -> None:  # type: ignore[no-untyped-def]
