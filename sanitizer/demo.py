@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(
-        "\nAll poisoned and broken batches were quarantined; both clean batches reached training."
+        "\nEvery poisoned and broken batch was quarantined and both clean batches reached "
+        "training;\nthe model also saw the one batch an operator released, and none of the others."
     )
     return 0
 
