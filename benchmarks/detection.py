@@ -251,14 +251,14 @@ def _scan(
     cl_q, cl_scores = base.cleanlab(batch)
     return {
         "dataset": dataset, "size": size, "seed": seed, "scenario": scenario,
-        "quarantined": report.verdict == "quarantine",
+        "quarantined": bool(report.verdict == "quarantine"),
         "failing": [c.name for c in report.failing_checks],
         "auroc": _auroc(mask, report.row_scores.to_numpy()),
         "tp": int((flagged & mask).sum()), "fp": int((flagged & ~mask).sum()), "fn": int((~flagged & mask).sum()),
         "ms": elapsed * 1000, "fit_s": fit_s,
-        "gx": schema.failed,
-        "iforest": if_q, "iforest_auroc": _auroc(mask, if_scores),
-        "cleanlab": cl_q, "cleanlab_auroc": _auroc(mask, cl_scores),
+        "gx": bool(schema.failed),
+        "iforest": bool(if_q), "iforest_auroc": _auroc(mask, if_scores),
+        "cleanlab": bool(cl_q), "cleanlab_auroc": _auroc(mask, cl_scores),
     }  # fmt: skip
 
 
@@ -321,9 +321,9 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore")
     rows = run(args)
+    print(summarise(rows), flush=True)
     if args.out:
-        args.out.write_text(json.dumps(rows, indent=1))
-    print(summarise(rows))
+        args.out.write_text(json.dumps(rows, indent=1, default=lambda v: v.item()))
     return 0
 
 

@@ -48,6 +48,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Cells holding more than this share of the batch are not tested as trigger cells.
+MAX_CELL_SHARE = 0.5
+#: Pseudo-rows of the reference prior added to the batch's prior when re-weighting.
+PRIOR_PSEUDO_ROWS = 200.0
+
 MAX_FINDINGS_IN_INFO = 20
 MAX_CATEGORIES = 200
 #: A point mass shared by more numeric columns than this is a copied row, not a trigger.
@@ -428,9 +433,12 @@ def _label_tests(
     b = np.bincount(cells[ok] * k + y[ok], minlength=n_cells * k).reshape(n_cells, k)
     b_tot = b.sum(axis=1)
     r_tot = ref_counts.sum(axis=1)
-    b_out = b.sum(axis=0) - b + 0.5
     r_out = ref_counts.sum(axis=0) - ref_counts + 0.5
-    weight = (b_out / b_out.sum(axis=1, keepdims=True)) / (r_out / r_out.sum(axis=1, keepdims=True))
+    r_prior = r_out / r_out.sum(axis=1, keepdims=True)
+    # The batch's outside-the-cell prior, shrunk towards the reference's by PRIOR_PSEUDO_ROWS:
+    # with a few rows per class its noise would otherwise pass for a label association.
+    b_out = b.sum(axis=0) - b + PRIOR_PSEUDO_ROWS * r_prior
+    weight = (b_out / b_out.sum(axis=1, keepdims=True)) / r_prior
     adj = ref_counts * weight
     with np.errstate(invalid="ignore", divide="ignore"):
         adj = np.where(r_tot[:, None] > 0, adj / adj.sum(axis=1, keepdims=True), 0.0)
@@ -443,7 +451,13 @@ def _label_tests(
     with np.errstate(invalid="ignore", divide="ignore"):
         share_b = np.where(b_tot[:, None] > 0, b / np.maximum(b_tot[:, None], 1), 0.0)
         share_r = (r + 0.5) / (r_tot[:, None] + 1.0)
-    effect_ok = ((b >= min_rows) & (r_tot[:, None] > 0) & (share_b - share_r >= min_effect)).ravel()
+    # A trigger is a rare value; a cell holding most of the batch is no trigger, and its
+    # outside-the-cell prior would rest on a handful of rows (false alarms on sparse,
+    # mostly-zero columns such as image pixels).
+    minority = (b_tot <= MAX_CELL_SHARE * max(int(b_tot.sum()), 1))[:, None]
+    effect_ok = (
+        (b >= min_rows) & (r_tot[:, None] > 0) & minority & (share_b - share_r >= min_effect)
+    ).ravel()
     p = np.ones(n_cells * k)
     if effect_ok.any():
         sel = effect_ok.reshape(n_cells, k)
