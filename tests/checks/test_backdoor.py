@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
+from sanitizer import attacks
 from sanitizer.checks.backdoor import BackdoorCheck, _tarone_count
 from sanitizer.config import CheckConfig, SanitizerConfig
 from sanitizer.contract import DataContract
@@ -31,25 +32,13 @@ def inject_trigger(
     clean_label: bool = False,
     target: int = 1,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Tabdoor-style trigger: ``features`` set to a rare in-range value (a reference
-    quantile of 0.5–2%) on ``rate`` of the rows. Dirty-label: rows of other classes,
-    relabelled ``target``; clean-label: rows already labelled ``target``."""
-    rng = np.random.default_rng(seed)
-    out = batch.copy()
-    y = out["label"].to_numpy()
-    pool = np.flatnonzero(y == target) if clean_label else np.flatnonzero(y != target)
-    k = min(max(1, round(rate * len(out))), len(pool))
-    rows = rng.choice(pool, size=k, replace=False)
-    for col in features:
-        values = out[col].to_numpy(dtype=float).copy()
-        values[rows] = np.quantile(reference[col], rng.uniform(0.005, 0.02))
-        out[col] = values
-    labels = y.copy()
-    labels[rows] = target
-    out["label"] = labels
-    mask = np.zeros(len(out), dtype=bool)
-    mask[rows] = True
-    return out, mask
+    """Tabdoor-style trigger (the shared attack generator): ``features`` set to a rare
+    in-range value (a reference quantile drawn from 0.5–2%) on ``rate`` of the rows."""
+    quantile = float(np.random.default_rng(seed).uniform(0.005, 0.02))
+    return attacks.backdoor_trigger(
+        batch, "label", seed, reference=reference, target=target, rate=rate,
+        features=features, quantile=quantile, clean_label=clean_label,
+    )  # fmt: skip
 
 
 @cache

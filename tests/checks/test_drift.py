@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sanitizer import attacks
 from sanitizer.checks.drift import ConditionalDriftCheck, DriftCheck, categorical_pvalue, holm
 from sanitizer.config import CheckConfig, SanitizerConfig
 from sanitizer.contract import DataContract
@@ -37,11 +38,7 @@ def prior_shift(pool: pd.DataFrame, size: int, seed: int, factor: float) -> pd.D
 
 
 def flip_labels(batch: pd.DataFrame, rate: float, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    out = batch.copy()
-    rows = rng.choice(len(out), size=round(rate * len(out)), replace=False)
-    out.loc[rows, "label"] = 1 - out.loc[rows, "label"]
-    return out
+    return attacks.flip_labels_random(batch, "label", seed, rate=rate)[0]
 
 
 @cache

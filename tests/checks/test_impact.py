@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import cache
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from sanitizer import attacks
 from sanitizer.checks.impact import ImpactCheck
 from sanitizer.config import CheckConfig, SanitizerConfig
 from sanitizer.contract import DataContract
@@ -19,11 +19,7 @@ CONFIG = SanitizerConfig(label_column="label", id_columns=("record_id",))
 
 
 def flip_labels(batch: pd.DataFrame, rate: float, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    out = batch.copy()
-    rows = rng.choice(len(out), size=round(rate * len(out)), replace=False)
-    out.loc[rows, "label"] = 1 - out.loc[rows, "label"]
-    return out
+    return attacks.flip_labels_random(batch, "label", seed, rate=rate)[0]
 
 
 @cache

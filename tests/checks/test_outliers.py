@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
+from sanitizer import attacks
 from sanitizer.checks.outliers import OutlierCheck, conformal_excess_pvalue
 from sanitizer.config import CheckConfig, SanitizerConfig
 from sanitizer.contract import DataContract
@@ -28,21 +29,9 @@ def table(frame: pd.DataFrame, reference: pd.DataFrame) -> Table:
 def inject_outliers(
     batch: pd.DataFrame, reference: pd.DataFrame, rate: float, seed: int
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Replace ``rate`` of the rows by rows whose every value comes from a different
-    reference row: each value in range, the combination not. Labels at random."""
-    rng = np.random.default_rng(seed)
-    out = batch.copy()
-    k = max(1, round(rate * len(out)))
-    rows = rng.choice(len(out), size=k, replace=False)
-    for col in out.columns:
-        if col == "record_id":
-            continue
-        values = out[col].to_numpy().copy()
-        values[rows] = reference[col].to_numpy()[rng.integers(0, len(reference), size=k)]
-        out[col] = values
-    mask = np.zeros(len(out), dtype=bool)
-    mask[rows] = True
-    return out, mask
+    """In-range outliers (the shared attack generator): every value from a different
+    reference row, so in range, the combination not; labels at random."""
+    return attacks.in_range_outliers(batch, "label", seed, reference=reference, rate=rate)
 
 
 @cache
