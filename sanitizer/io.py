@@ -77,8 +77,11 @@ def _read_csv_bytes(data: bytes, path: str) -> pd.DataFrame:
         raise InputError(f"malformed CSV: {_first_line(exc)}", path=path) from exc
     if frame.shape[1] != width:
         raise InputError("malformed CSV: rows have more fields than the header", path=path)
-    # pandas fills short rows with NaN silently; a ragged file is malformed, not sparse.
-    _check_ragged_rows(text, width, path)
+    # pandas fills short rows with NaN and turns a longer first row's extra field into
+    # an index, silently; a ragged file is malformed. Only a frame with missing values
+    # or a non-default index can hide one, so clean files are parsed once.
+    if not isinstance(frame.index, pd.RangeIndex) or frame.isna().to_numpy().any():
+        _check_ragged_rows(text, width, path)
     return frame.reset_index(drop=True)
 
 

@@ -189,13 +189,7 @@ def _load_profile(ws: Workspace, path: str) -> Sanitizer:
 
 
 def _report_rows(ws: Workspace, batch_id: str) -> int | None:
-    record = ws.ledger.get(batch_id)
-    if record.state in {"landed", "scanning"}:
-        return None
-    path = posixpath.join(ws.batch_dir(record), "report.json")
-    if not ws.store.exists(path):
-        return None
-    rows = ws.store.read_json(path).get("rows")
+    rows = (_read_report(ws, batch_id) or {}).get("rows")
     return int(rows) if isinstance(rows, int) else None
 
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from sanitizer.checks._features import FeatureEncoder
+from sanitizer.checks._common import shared_encoder
 from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class DuplicatesCheck(Check):
 
     def fit(self, reference: Table) -> Self:
         rng = np.random.default_rng(self.seed)
-        self.encoder_ = FeatureEncoder.fit(reference)
+        self.encoder_ = shared_encoder(reference)
         x = reference.encoded(self.encoder_)
         labels = np.asarray(reference.labels, dtype=str)
         if len(labels) > self.max_reference_rows:

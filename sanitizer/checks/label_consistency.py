@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
-from sanitizer.checks._features import FeatureEncoder
+from sanitizer.checks._common import shared_encoder
 from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class LabelConsistencyCheck(Check):
         from sklearn.model_selection import KFold, StratifiedKFold
 
         rng = np.random.default_rng(self.seed)
-        self.encoder_ = FeatureEncoder.fit(reference)
+        self.encoder_ = shared_encoder(reference)
         x_all = reference.encoded(self.encoder_)
         y_all = np.asarray(reference.labels, dtype=str)
         if len(y_all) > self.max_reference_rows:

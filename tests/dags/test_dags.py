@@ -127,6 +127,17 @@ def _run(
     return out
 
 
+def _python(home: Path, configs: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter against this Airflow home and config folder."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=_env(home, configs),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def _ledger(root: Path) -> dict[str, tuple[str, str]]:
     with sqlite3.connect(root / "ledger.sqlite") as conn:
         rows = conn.execute("SELECT original_name, id, state FROM sanitizer_batches").fetchall()
@@ -150,13 +161,7 @@ def test_dag_files_parse_without_heavy_imports(airflow_home: Path, tmp_path: Pat
         "heavy = [m for m in ('pandas', 'sklearn', 'great_expectations', 'scipy', 'pyarrow') if m in sys.modules];"
         "import json; print(json.dumps({'dags': sorted(bag.dag_ids), 'errors': list(bag.import_errors), 'heavy': heavy}))"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code],
-        env=_env(airflow_home, configs),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _python(airflow_home, configs, code)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out == {"dags": ["retrain_parse", "sanitize_parse"], "errors": [], "heavy": []}
@@ -170,13 +175,7 @@ def test_broken_config_does_not_hide_other_datasets(airflow_home: Path, tmp_path
         "from airflow.dag_processing.dagbag import DagBag; from airflow import settings;"
         "bag = DagBag(dag_folder=settings.DAGS_FOLDER); print(sorted(bag.dag_ids), len(bag.import_errors))"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code],
-        env=_env(airflow_home, configs),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _python(airflow_home, configs, code)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().splitlines()[-1] == "['retrain_good', 'sanitize_good'] 0"
     logs = res.stdout + res.stderr  # Airflow's logging may write to either
