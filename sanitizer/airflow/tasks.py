@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import posixpath
+import socket
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -159,10 +161,13 @@ def scan_batch(config_path: str, batch_id: str, profile: Mapping[str, Any]) -> d
     from sanitizer.quarantine.runner import process_batch
 
     config = load_runtime_config(config_path)
+    worker, earlier_tries = task_claimant()
     ws = _workspace(config)
     try:
         sanitizer = _load_profile(ws, str(profile["profile"]))
-        result = process_batch(ws, config, batch_id, sanitizer=sanitizer)
+        result = process_batch(
+            ws, config, batch_id, sanitizer=sanitizer, worker=worker, take_over_prefix=earlier_tries
+        )
         if result["outcome"] == "skipped":  # already routed by an earlier try or worker
             record = ws.ledger.get(batch_id)
             result = {
@@ -179,6 +184,29 @@ def scan_batch(config_path: str, batch_id: str, profile: Mapping[str, Any]) -> d
         return result
     finally:
         ws.close()
+
+
+def task_claimant() -> tuple[str | None, str | None]:
+    """``(worker, prefix)`` for ledger claims made by the running Airflow task.
+
+    The worker name is the task instance (hashed: dag, run, task, map index), its try
+    and host: ``airflow-task:<key>:try<n>:<host>:<pid>``; the prefix matches every try
+    of that task instance. A retry of a scan whose worker died mid-scan then takes the
+    batch over at once instead of finding it claimed (for ``claim_timeout_seconds``)
+    and leaving it unrouted. Outside a task: ``(None, None)``, the default worker name.
+    """
+    try:
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+    except Exception:  # no Airflow context (plain Python)
+        return None, None
+    key = hashlib.sha256(
+        f"{ti.dag_id}\n{ti.run_id}\n{ti.task_id}\n{ti.map_index}".encode()
+    ).hexdigest()[:16]
+    prefix = f"airflow-task:{key}:"
+    host = getattr(ti, "hostname", None) or socket.gethostname()
+    return f"{prefix}try{ti.try_number}:{host}:{os.getpid()}"[:200], prefix
 
 
 def _load_profile(ws: Workspace, path: str) -> Sanitizer:

@@ -349,10 +349,22 @@ class Ledger:
             return existing, False
         return self.get(batch_id), True
 
-    def claim(self, batch_id: str, *, worker: str, stale_after: float) -> bool:
+    def claim(
+        self,
+        batch_id: str,
+        *,
+        worker: str,
+        stale_after: float,
+        take_over_prefix: str | None = None,
+    ) -> bool:
         """Atomically take a batch for scanning. True for exactly one of several racing
         workers. A ``scanning`` batch whose claim is older than ``stale_after`` seconds
-        (or was released by reconcile) can be taken over; that is recorded too."""
+        (or was released by reconcile) can be taken over; that is recorded too.
+
+        ``take_over_prefix`` names the claimants whose claim ``worker`` succeeds at once,
+        stale or not: earlier tries of the same Airflow task, which the scheduler only
+        retries once the earlier try is over (e.g. its worker died mid-scan). Should that
+        try still be running somewhere, it can no longer record a result."""
         now = _now()
         cutoff = now - timedelta(seconds=stale_after)
         with self._tx() as conn:
@@ -374,6 +386,15 @@ class Ledger:
                     else batches.c.claimed_at == old_at
                 )
                 reason = f"claim taken over from {old_worker or 'nobody'} (stale or released)"
+            elif (
+                state == "scanning"
+                and take_over_prefix
+                and old_worker
+                and old_worker != worker
+                and old_worker.startswith(take_over_prefix)
+            ):
+                cond.append(batches.c.claimed_by == old_worker)
+                reason = f"claim taken over from {old_worker} (an earlier try of the same task)"
             else:
                 return False
             result = conn.execute(

@@ -206,9 +206,12 @@ def process_batch(
     *,
     sanitizer: Sanitizer | SanitizerCache | None = None,
     worker: str | None = None,
+    take_over_prefix: str | None = None,
 ) -> dict[str, Any]:
     """Claim one batch and, if this worker won the claim, scan and route it.
 
+    ``take_over_prefix``: a live claim by a worker whose name starts with it is taken
+    over (an earlier try of the same scheduler task; see :meth:`Ledger.claim`).
     Returns ``{"batch_id", "outcome": "accepted"|"quarantined"|"skipped", ...}``.
     """
     worker = worker or default_worker()
@@ -218,7 +221,12 @@ def process_batch(
         else SanitizerCache(config=config, sanitizer=sanitizer)
     )
     batch = ws.ledger.get(batch_id)
-    if not ws.ledger.claim(batch.id, worker=worker, stale_after=ws.storage.claim_timeout_seconds):
+    if not ws.ledger.claim(
+        batch.id,
+        worker=worker,
+        stale_after=ws.storage.claim_timeout_seconds,
+        take_over_prefix=take_over_prefix,
+    ):
         return {
             "batch_id": batch.id,
             "dataset": batch.dataset,

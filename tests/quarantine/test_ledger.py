@@ -115,6 +115,40 @@ def test_claim_only_from_landed_or_a_stale_claim(ledger: Ledger) -> None:
     assert any("taken over from w1" in r for r in reasons)
 
 
+def test_a_retry_of_the_same_task_takes_over_its_earlier_tries_claim(ledger: Ledger) -> None:
+    """A worker died mid-scan: the task's retry takes the live claim over at once; other
+    tasks, and the same try again, still cannot."""
+    batch_id = _landed(ledger)
+    task = "airflow-task:0123abcd:"
+    assert ledger.claim(batch_id, worker=task + "try1:worker-b:7", stale_after=3600)
+    assert not ledger.claim(batch_id, worker="airflow-task:ffff:try1:a:1", stale_after=3600)
+    assert not ledger.claim(
+        batch_id,
+        worker="airflow-task:ffff:try1:a:1",
+        stale_after=3600,
+        take_over_prefix="airflow-task:ffff:",
+    )
+    assert not ledger.claim(
+        batch_id, worker=task + "try1:worker-b:7", stale_after=3600, take_over_prefix=task
+    )
+    assert ledger.claim(
+        batch_id, worker=task + "try2:worker-a:9", stale_after=3600, take_over_prefix=task
+    )
+    assert ledger.get(batch_id).claimed_by == task + "try2:worker-a:9"
+    # the dead try, were it still running somewhere, can no longer record a result
+    with pytest.raises(TransitionError, match="another worker"):
+        ledger.transition(
+            batch_id, "accepted", actor="b", reason="scan", claimed_by=task + "try1:worker-b:7"
+        )
+    ledger.transition(
+        batch_id, "accepted", actor="a", reason="scan", claimed_by=task + "try2:worker-a:9"
+    )
+    assert [e.to_state for e in ledger.events(batch_id)] == [
+        "landed", "scanning", "scanning", "accepted",
+    ]  # fmt: skip
+    assert "earlier try of the same task" in ledger.events(batch_id)[2].reason
+
+
 def test_released_claim_is_taken_over_by_the_next_run(ledger: Ledger) -> None:
     batch_id = _landed(ledger)
     assert ledger.claim(batch_id, worker="crashed", stale_after=3600)

@@ -341,3 +341,43 @@ def test_a_scan_that_raises_is_quarantined_as_scan_error(env: Any, q_parts: Any)
         (env.zone("quarantine") / result["batches"][0]["batch_id"] / "manifest.json").read_text()
     )
     assert manifest["message"] == "RuntimeError: check blew up"
+
+
+def test_a_retried_task_routes_the_batch_its_dead_try_had_claimed(
+    env: Any, q_fitted: Any, q_parts: Any
+) -> None:
+    """A worker died after claiming (and half-copying) a batch; the scheduler retried the
+    task elsewhere. With the default hour-long claim timeout the retry used to find the
+    batch claimed and leave it ``scanning``; as the same task it takes the claim over."""
+    from sanitizer.quarantine.runner import discover, process_batch
+
+    q_parts[1].to_csv(env.landing / "clean.csv", index=False)
+    task = "airflow-task:5eed:"
+    ws = _ws(env)
+    try:
+        (batch_id,) = discover(ws, env.config)["pending"]
+        assert ws.ledger.claim(batch_id, worker=task + "try1:dead:1", stale_after=3600)
+        stray = env.zone("quarantine") / batch_id
+        stray.mkdir(parents=True)
+        (stray / "clean.csv").write_bytes(b"half a copy")  # the dead try got this far
+        other = process_batch(ws, env.config, batch_id, sanitizer=q_fitted, worker="another")
+        assert other["outcome"] == "skipped"  # a different task still waits for the claim
+        retry = process_batch(
+            ws,
+            env.config,
+            batch_id,
+            sanitizer=q_fitted,
+            worker=task + "try2:alive:2",
+            take_over_prefix=task,
+        )
+        assert retry["outcome"] == "accepted"
+        assert ws.ledger.get(batch_id).state == "accepted"
+        assert not stray.exists() and not (env.landing / "clean.csv").exists()
+        assert (env.zone("accepted") / batch_id / "clean.csv").read_bytes() == (
+            q_parts[1].to_csv(index=False).encode()
+        )
+        assert [e.to_state for e in ws.ledger.events(batch_id)] == [
+            "landed", "scanning", "scanning", "accepted",
+        ]  # fmt: skip
+    finally:
+        ws.close()
