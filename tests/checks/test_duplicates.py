@@ -206,14 +206,16 @@ def test_reference_without_features_is_one_vector():
     assert result.status == "pass" and not result.row_flags.any()
 
 
-def test_prefiltered_radius_search_finds_exactly_the_full_search_pairs():
+@pytest.mark.parametrize("dims", [1, 3, 12])
+def test_grid_search_finds_exactly_the_brute_force_pairs(dims):
     rng = np.random.default_rng(3)
     base = rng.normal(size=(400, 12))
-    near = base[:60] + rng.uniform(-0.04, 0.04, size=(60, 12))
-    vectors = np.vstack([base, near, base[:10]])
+    near = base[:60] + rng.uniform(-0.049, 0.049, size=(60, 12))
+    vectors = np.vstack([base, near, near[:5] + 0.03, base[:10]])
     check = DuplicatesCheck(tolerance=0.05)
-    full = check._radius_pairs(vectors, np.arange(12), np.inf)
-    fast = check._radius_pairs(vectors, np.arange(3), np.inf)
-    assert full is not None and fast is not None
-    assert sorted(zip(*full, strict=True)) == sorted(zip(*fast, strict=True))
-    assert len(full[0]) > len(vectors)  # the planted near twins are there
+    fast = check._grid_pairs(vectors, np.arange(dims), np.inf)
+    assert fast is not None
+    gap = np.abs(vectors[:, None, :] - vectors[None, :, :]).max(axis=2)
+    brute = sorted(zip(*np.nonzero(gap <= 0.05 + 1e-12), strict=True))
+    assert sorted(zip(*(a.tolist() for a in fast), strict=True)) == brute
+    assert len(brute) > len(vectors)  # the planted near twins are there
