@@ -65,8 +65,12 @@ class LabelConsistencyCheck(Check):
     row thresholds the batch test counts at), ``model``
     (``"hgb"`` histogram gradient boosting or ``"logistic"``), ``n_folds``,
     ``n_neighbors``, ``knn_weight`` (weight of kNN agreement in the raw score),
-    ``max_reference_rows`` (rows used to fit the model; a random subsample above)
-    and ``max_index_rows`` (reference rows in the kNN index), ``holdout`` (share of
+    ``max_reference_rows`` (rows used to fit the model; a random subsample above),
+    ``max_index_rows`` (reference rows in the kNN index), ``knn_max_rows``
+    (larger batches are scored by the model alone, against the model-only
+    calibration: a kNN search for every row of a million-row batch costs more
+    than all other checks together, and such a batch's test has power to spare
+    without it), ``holdout`` (share of
     the reference kept out of fitting to measure the clean flag rate), ``n_threads`` (native
     threads for the model; 1 by default because scans share small machines and
     OpenMP threads contend badly there; None = all cores), ``seed``.
@@ -87,6 +91,7 @@ class LabelConsistencyCheck(Check):
         knn_weight: float = 0.5,
         max_reference_rows: int = 20_000,
         max_index_rows: int = 5_000,
+        knn_max_rows: int = 200_000,
         holdout: float = 0.4,
         n_threads: int | None = 1,
         seed: int = 0,
@@ -114,6 +119,7 @@ class LabelConsistencyCheck(Check):
         self.knn_weight = knn_weight
         self.max_reference_rows = max_reference_rows
         self.max_index_rows = max_index_rows
+        self.knn_max_rows = knn_max_rows
         self.holdout = holdout
         self.n_threads = n_threads
         self.seed = seed
@@ -198,42 +204,54 @@ class LabelConsistencyCheck(Check):
         self.k_ = min(self.n_neighbors, max(1, n_index - 1))
         self._build_index()
         agree = self._knn_agreement(x_fit, y_fit, self_rows=index_rows)
-        raw = self._raw(p_given, y_fit, agree)
-        # calibration: per-class sorted out-of-fold raw scores of the fitting rows
-        self.reference_raw_ = [np.sort(raw[y_fit == j]) for j in range(n_classes)]
-        if holdout is None:
-            scores, y_rate = self._calibrate(raw, y_fit), y_fit
-        else:
-            scores, y_rate = self._score(x_all[holdout], y_idx[holdout]).scores, y_idx[holdout]
-        self.n_reference_ = len(scores)
+        # calibration: per-class sorted out-of-fold raw scores of the fitting rows, with
+        # kNN agreement and (for large batches) of the model alone
+        self.reference_raw_ = {
+            mode: [np.sort(raw[y_fit == j]) for j in range(n_classes)]
+            for mode, raw in (
+                ("knn", self._raw(p_given, y_fit, agree)),
+                ("model", self._raw(p_given, y_fit, None)),
+            )
+        }
         self.row_threshold_ = 1.0 - self.row_rate
-        self.reference_flagged_ = int(np.sum(scores >= self.row_threshold_))
-        self.reference_rate_ = self.reference_flagged_ / max(self.n_reference_, 1)
         self.test_thresholds_ = np.array([1.0 - r for r in self.test_rates])
         # clean counts per test: rows (all, then each class if few) × thresholds
         self.test_groups_ = [None] + (
             list(range(n_classes)) if n_classes <= MAX_CLASS_TESTS else []
         )
-        self.reference_test_counts_ = np.array(
-            [
+        self.reference_rate_: dict[str, float] = {}
+        self.reference_test_counts_: dict[str, np.ndarray] = {}
+        for knn in (True, False):
+            if holdout is None:
+                raw = self._raw(p_given, y_fit, agree if knn else None)
+                scores, y_rate = self._calibrate(raw, y_fit, knn), y_fit
+            else:
+                y_rate = y_idx[holdout]
+                scores = self._score(x_all[holdout], y_rate, knn).scores
+            mode = "knn" if knn else "model"
+            self.n_reference_ = len(scores)
+            self.reference_rate_[mode] = float(np.mean(scores >= self.row_threshold_))
+            self.reference_test_counts_[mode] = np.array(
                 [
-                    int(np.sum(_in_group(y_rate, g) & (scores >= t))),
-                    int(np.sum(_in_group(y_rate, g))),
+                    [
+                        int(np.sum(_in_group(y_rate, g) & (scores >= t))),
+                        int(np.sum(_in_group(y_rate, g))),
+                    ]
+                    for g in self.test_groups_
+                    for t in self.test_thresholds_
                 ]
-                for g in self.test_groups_
-                for t in self.test_thresholds_
-            ]
-        )
+            )
         log.debug(
             "label_consistency fitted: %d rows, %d classes, reference flag rate %.4f",
             n_all,
             n_classes,
-            self.reference_rate_,
+            self.reference_rate_["knn"],
         )
         return self
 
-    def _score(self, x: np.ndarray, y_idx: np.ndarray) -> _Scores:
-        """Score rows the models never saw: fold model by content hash, kNN, calibration."""
+    def _score(self, x: np.ndarray, y_idx: np.ndarray, knn: bool = True) -> _Scores:
+        """Score rows the models never saw: fold model by content hash, kNN (unless
+        ``knn`` is false), calibration."""
         n = len(y_idx)
         fold = self._fold_of(x, y_idx)
         proba = np.zeros((n, len(self.classes_)))
@@ -243,8 +261,8 @@ class LabelConsistencyCheck(Check):
                 if rows.any():
                     proba[rows] = _proba(model, x[rows], len(self.classes_))
         p_given = proba[np.arange(n), y_idx]
-        agree = self._knn_agreement(x, y_idx)
-        scores = self._calibrate(self._raw(p_given, y_idx, agree), y_idx)
+        agree = self._knn_agreement(x, y_idx) if knn else None
+        scores = self._calibrate(self._raw(p_given, y_idx, agree), y_idx, knn)
         return _Scores(scores=scores, proba=proba, p_given=p_given, agree=agree)
 
     def _fold_of(self, x: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
@@ -294,14 +312,16 @@ class LabelConsistencyCheck(Check):
         same = (self.index_y_[nb] == y_idx[:, None]) & keep
         return same.sum(axis=1) / self.k_
 
-    def _raw(self, p_given: np.ndarray, y_idx: np.ndarray, agree: np.ndarray) -> np.ndarray:
+    def _raw(self, p_given: np.ndarray, y_idx: np.ndarray, agree: np.ndarray | None) -> np.ndarray:
         model_part = np.minimum(1.0, p_given / self.class_thresholds_[y_idx])
+        if agree is None:
+            return 1.0 - model_part
         return 1.0 - (self.knn_weight * agree + (1.0 - self.knn_weight) * model_part)
 
-    def _calibrate(self, raw: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
+    def _calibrate(self, raw: np.ndarray, y_idx: np.ndarray, knn: bool = True) -> np.ndarray:
         """Mid-rank percentile of each raw value among reference rows of its label."""
         scores = np.zeros(len(raw))
-        for j, ref in enumerate(self.reference_raw_):
+        for j, ref in enumerate(self.reference_raw_["knn" if knn else "model"]):
             rows = y_idx == j
             if not rows.any() or ref.size == 0:
                 continue
@@ -330,7 +350,9 @@ class LabelConsistencyCheck(Check):
             self.classes_[np.minimum(y_idx, len(self.classes_) - 1)] == labels
         )
         y_idx = np.where(known, y_idx, 0)
-        scored = self._score(x, y_idx)
+        knn = n <= self.knn_max_rows
+        mode = "knn" if knn else "model"
+        scored = self._score(x, y_idx, knn)
         proba, agree = scored.proba, scored.agree
         p_given = np.where(known, scored.p_given, 0.0)
         scores = np.where(known, scored.scores, 1.0)
@@ -342,7 +364,9 @@ class LabelConsistencyCheck(Check):
         n_class_tests = len(tests) - len(self.test_thresholds_)
         class_share = CLASS_TEST_SHARE if n_class_tests else 0.0
         adjusted = []
-        for (g, t), (ref_flagged, ref_rows) in zip(tests, self.reference_test_counts_, strict=True):
+        for (g, t), (ref_flagged, ref_rows) in zip(
+            tests, self.reference_test_counts_[mode], strict=True
+        ):
             rows = _in_group(y_idx, g) & known
             flagged_in = int(np.sum(rows & (scores >= t)))
             p = _fisher_greater(flagged_in, int(rows.sum()), ref_flagged, ref_rows)
@@ -356,14 +380,17 @@ class LabelConsistencyCheck(Check):
         reasons = {}
         for pos in np.flatnonzero(flags)[:MAX_REASONS]:
             best = int(np.argmax(proba[pos]))
+            neighbours = (
+                "" if agree is None else f"kNN agreement {round(agree[pos] * self.k_)}/{self.k_}; "
+            )
             reasons[int(pos)] = (
                 f"label_consistency: label {str(labels[pos])!r} has probability {p_given[pos]:.2f} "
-                f"(kNN agreement {round(agree[pos] * self.k_)}/{self.k_}; "
-                f"model prefers {str(self.classes_[best])!r} at {proba[pos, best]:.2f})",
+                f"({neighbours}model prefers {str(self.classes_[best])!r} at {proba[pos, best]:.2f})",
             )
         message = (
             f"{flagged} of {n} rows ({rate:.2%}) have implausible labels; "
-            f"clean reference rate {self.reference_rate_:.2%}, p = {p_value:.3g}"
+            f"clean reference rate {self.reference_rate_[mode]:.2%}, p = {p_value:.3g}"
+            + ("" if knn else " (model only: batch above knn_max_rows)")
         )
         return self.result(
             status,
@@ -377,7 +404,8 @@ class LabelConsistencyCheck(Check):
             info={
                 "judged": True,
                 "flagged": flagged,
-                "reference_rate": self.reference_rate_,
+                "reference_rate": self.reference_rate_[mode],
+                "knn": knn,
                 "row_threshold": self.row_threshold_,
                 "class_thresholds": dict(
                     zip(self.classes_.tolist(), self.class_thresholds_.tolist(), strict=True)
@@ -402,7 +430,7 @@ class _Scores:
     scores: np.ndarray  # calibrated implausibility in [0, 1]
     proba: np.ndarray  # class probabilities from the row's fold model
     p_given: np.ndarray  # probability of the row's own label
-    agree: np.ndarray  # kNN label agreement in [0, 1]
+    agree: np.ndarray | None  # kNN label agreement in [0, 1] (None: model alone)
 
 
 def _in_group(y_idx: np.ndarray, group: int | None) -> np.ndarray:

@@ -76,6 +76,25 @@ def test_label_flips_are_caught_with_high_row_auroc(data, check, attack, kwargs)
     assert min(aucs) >= 0.95
 
 
+def test_batches_above_knn_max_rows_are_scored_by_the_model_alone(data):
+    """Large-batch mode: no kNN search, a calibration of its own, the same guarantees."""
+    ref, pool = data
+    check = LabelConsistencyCheck(alpha=0.01, knn_max_rows=199).fit(_table(ref, ref))
+    clean = [check.run(_table(b, ref)) for _, b in _batches(pool, 400, 10, seed=3)]
+    assert sum(r.status == "fail" for r in clean) <= 1
+    assert not any(r.info["knn"] for r in clean)
+    detected, aucs = 0, []
+    for seed, batch in _batches(pool, 400, 5, seed=11):
+        poisoned, mask = attacks.flip_labels_random(batch, "label", seed, rate=0.05)
+        result = check.run(_table(poisoned, ref))
+        detected += result.status == "fail"
+        aucs.append(roc_auc_score(mask, result.row_scores))
+        assert "kNN" not in result.row_reasons[int(np.flatnonzero(result.row_flags)[0])][0]
+    assert detected == 5 and min(aucs) >= 0.95
+    small = check.run(_table(pool.iloc[:150].reset_index(drop=True), ref))
+    assert small.info["knn"]
+
+
 def test_row_reasons_name_the_label_and_the_evidence(data, check):
     ref, pool = data
     batch = pool.iloc[:300].reset_index(drop=True)
