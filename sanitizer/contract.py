@@ -11,6 +11,7 @@ suite's job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -165,8 +166,7 @@ class DataContract:
         for col in self.numeric:
             out[col] = pd.to_numeric(batch[col], errors="coerce").astype("float64")
         for col in self.categorical:
-            out[col] = batch[col].astype(object).where(batch[col].notna(), None)
-            out[col] = out[col].map(lambda v: v if v is None else str(v))
+            out[col] = pd.Series(_texts(batch[col], str), index=batch.index, dtype=object)
         out[self.label] = label_keys(batch[self.label])
         return out
 
@@ -186,9 +186,20 @@ def label_keys(label: pd.Series) -> list[str]:
     if _is_numeric(label):
         values = pd.to_numeric(label, errors="coerce")
         if (values.dropna() % 1 == 0).all():
-            return [str(int(v)) if v == v else "nan" for v in values]
-        return [repr(float(v)) for v in values]
-    return [str(v) for v in label]
+            return _texts(values, lambda v: str(int(v)), missing="nan").tolist()
+        return _texts(values, lambda v: repr(float(v)), missing="nan").tolist()
+    return _texts(label, str, missing="nan").tolist()
+
+
+def _texts(values: pd.Series, text: Callable[[Any], str], missing: str | None = None) -> Any:
+    """``text(v)`` of every value (``missing`` where absent) as an object array, computed
+    once per distinct value: a million rows of a few categories cost a few strings."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.array([text(v) for v in uniques] + [missing], dtype=object)
+    return table[codes]
 
 
 def _is_numeric(series: pd.Series) -> bool:
