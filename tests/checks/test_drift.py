@@ -75,6 +75,18 @@ def test_covariate_shift_is_drift_but_not_conditional_drift() -> None:
     assert conditional.run(t).status == "pass"
 
 
+def test_feature_tests_on_a_subsample_of_a_large_batch_still_see_the_shift() -> None:
+    _, _, reference, pool, contract = fitted()
+    drift = DriftCheck(max_batch_rows=1000).fit(Table(reference, contract))
+    shifted = drift.run(Table(covariate_shift(pool, 3000, seed=3, strength=0.4), contract))
+    assert shifted.info["feature_test_rows"] == 1000
+    assert "x0" in shifted.info["drifted"]
+    clean = drift.run(Table(pool.sample(3000, random_state=8).reset_index(drop=True), contract))
+    assert clean.info["feature_test_rows"] == 1000 and clean.status == "pass"
+    small = drift.run(Table(pool.iloc[:500].reset_index(drop=True), contract))
+    assert small.info["feature_test_rows"] == 500
+
+
 def test_prior_shift_is_drift_but_not_conditional_drift() -> None:
     drift, conditional, _, pool, contract = fitted()
     batch = prior_shift(pool, 3000, seed=4, factor=1.6)
