@@ -63,22 +63,24 @@ class FeatureEncoder:
     def transform(self, table: Table) -> np.ndarray:
         """Encode ``table`` as an (n_rows, n_features) float64 matrix."""
         n = len(table)
-        parts = []
-        if self.numeric:
-            x = (table.numeric - self.center) / self.scale
-            parts.append(np.where(np.isnan(x), 0.0, x))
+        out = np.zeros((n, self.n_features))  # filled in place: one matrix, no temporaries
+        k = len(self.numeric)
+        if k:
+            x = out[:, :k]
+            np.subtract(table.numeric, self.center, out=x)
+            np.divide(x, self.scale, out=x)
+            x[np.isnan(x)] = 0.0
         if self.categorical:
             import pandas as pd
 
         for col, cats in zip(self.categorical, self.categories, strict=True):
-            onehot = np.zeros((n, len(cats)))
             idx = pd.Index(list(cats), dtype=object).get_indexer(
                 table.prepared[col].to_numpy(dtype=object)
             )
-            hit = idx >= 0
-            onehot[np.flatnonzero(hit), idx[hit]] = 1.0
-            parts.append(onehot)
-        return np.hstack(parts) if parts else np.zeros((n, 0))
+            hit = np.flatnonzero(idx >= 0)
+            out[hit, k + idx[hit]] = 1.0
+            k += len(cats)
+        return out
 
     @cached_property
     def fingerprint(self) -> str:

@@ -128,18 +128,11 @@ class DuplicatesCheck(Check):
         self.history_y_ = np.concatenate([self.history_y_, y[known]])[-self.max_history_rows :]
         self._calibrate()
 
-    @property
-    def _comparison(self) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            np.vstack([self.reference_x_, self.history_x_]),
-            np.concatenate([self.reference_y_, self.history_y_]),
-        )
-
     def _calibrate(self) -> None:
         """Leave-one-out conflict and twin rates of the comparison set."""
-        x, y = self._comparison
+        y = np.concatenate([self.reference_y_, self.history_y_])
         m = len(y)
-        counts = self._twin_counts(x, y, np.zeros(m, dtype=bool))
+        counts = self._twin_counts([self.reference_x_, self.history_x_], y, np.zeros(m, bool))
         others = counts.comp_total - 1
         others_same = counts.comp_same - 1
         self.n_comparison_ = m
@@ -160,11 +153,16 @@ class DuplicatesCheck(Check):
 
     # -- twin counting -------------------------------------------------------------
 
-    def _twin_counts(self, x: np.ndarray, y: np.ndarray, is_batch: np.ndarray) -> _Counts:
-        """For each row: twins (itself included) in the comparison part and the batch part,
-        in total and with the row's own label."""
+    def _twin_counts(self, parts: list[np.ndarray], y: np.ndarray, is_batch: np.ndarray) -> _Counts:
+        """For each row of the stacked ``parts``: twins (itself included) in the comparison
+        part and the batch part, in total and with the row's own label."""
         n_labels = len(self.classes_)
-        rounded = np.ascontiguousarray(np.round(x, DECIMALS) + 0.0)  # + 0.0: no -0.0
+        rounded = np.empty((sum(len(p) for p in parts), parts[0].shape[1]))
+        start = 0
+        for part in parts:  # rounded in place: no stacked copy of the raw values
+            np.round(part, DECIMALS, out=rounded[start : start + len(part)])
+            start += len(part)
+        rounded += 0.0  # no -0.0
         if rounded.shape[1] == 0:  # no features: every row is the same vector
             first, inv = np.zeros(min(1, len(y)), dtype=np.int64), np.zeros(len(y), np.int64)
         else:
@@ -175,8 +173,8 @@ class DuplicatesCheck(Check):
         comp = np.bincount(cell[~is_batch], minlength=size).reshape(n_unique, n_labels)
         batch = np.bincount(cell[is_batch], minlength=size).reshape(n_unique, n_labels)
         near = False
-        if self.tolerance > 0 and n_unique > 1 and x.shape[1] > 0:
-            adjacency = self._near_pairs(rounded[first])
+        if self.tolerance > 0 and n_unique > 1 and rounded.shape[1] > 0:
+            adjacency = self._near_pairs(rounded, first)
             if adjacency is not None:
                 # two hops: jittered copies of one record are each close to the record
                 # but not always to each other; the record links them
@@ -195,8 +193,9 @@ class DuplicatesCheck(Check):
             near=near,
         )
 
-    def _near_pairs(self, vectors: np.ndarray) -> Any:
-        """Sparse 0/1 matrix of distinct vectors within ``tolerance`` (diagonal included),
+    def _near_pairs(self, rows: np.ndarray, distinct: np.ndarray) -> Any:
+        """Sparse 0/1 matrix of the distinct vectors ``rows[distinct]`` within ``tolerance``
+        (diagonal included),
         or None when the data is too dense for near matching at this tolerance.
 
         Candidates come from a grid of cell width ``tolerance`` on a few of the most
@@ -207,13 +206,13 @@ class DuplicatesCheck(Check):
         """
         from scipy import sparse
 
-        n, d = vectors.shape
+        n, d = len(distinct), rows.shape[1]
         limit = self.max_pairs_per_vector * n
-        sample = vectors[:: max(1, n // 2000)]
+        sample = rows[distinct[:: max(1, n // 2000)]]
         varied = np.argsort([-np.unique(sample[:, j]).size for j in range(d)], kind="stable")
         pairs = None
         for n_dims in sorted({min(d, GRID_DIMS[0]), min(d, GRID_DIMS[1])}):
-            pairs = self._grid_pairs(vectors, varied[:n_dims], CANDIDATE_FACTOR * limit)
+            pairs = self._grid_pairs(rows, varied[:n_dims], CANDIDATE_FACTOR * limit, distinct)
             if pairs is not None:
                 break
         if pairs is None or len(pairs[0]) > limit:
@@ -229,15 +228,20 @@ class DuplicatesCheck(Check):
         return sparse.csr_matrix((data, (rows, cols)), shape=(n, n))
 
     def _grid_pairs(
-        self, vectors: np.ndarray, dims: np.ndarray, max_candidates: float
+        self,
+        vectors: np.ndarray,
+        dims: np.ndarray,
+        max_candidates: float,
+        select: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Ordered index pairs (both directions, diagonal included) within ``tolerance``
-        on all coordinates, with candidates from a grid on ``dims``; None once the grid
-        yields more than ``max_candidates`` candidate pairs."""
+        """Ordered index pairs (both directions, diagonal included) of ``vectors[select]``
+        (default: all) within ``tolerance`` on all coordinates, with candidates from a
+        grid on ``dims``; None once the grid yields more than ``max_candidates``."""
         from itertools import product
 
-        n = len(vectors)
-        cells = np.floor(vectors[:, dims] / self.tolerance).astype(np.int64)
+        pick = np.arange(len(vectors)) if select is None else select
+        n = len(pick)
+        cells = np.floor(vectors[pick[:, None], dims] / self.tolerance).astype(np.int64)
         salt = np.random.default_rng(self.seed).integers(1, 2**62, size=len(dims)) | 1
         # A linear hash of each cell (wrapping): a collision only adds candidates, which
         # are verified, and key(cell + offset) = key(cell) + key(offset), so the keys of
@@ -273,7 +277,7 @@ class DuplicatesCheck(Check):
                     first[span] - ends + counts[span], counts[span]
                 )
                 rows, cols = order[rows], order[cols]
-                gap = np.max(np.abs(vectors[rows] - vectors[cols]), axis=1, initial=0.0)
+                gap = np.max(np.abs(vectors[pick[rows]] - vectors[pick[cols]]), axis=1, initial=0.0)
                 keep = gap <= self.tolerance + 1e-12
                 found_rows += [rows[keep], cols[keep]]
                 found_cols += [cols[keep], rows[keep]]
@@ -292,11 +296,11 @@ class DuplicatesCheck(Check):
             self.classes_[np.minimum(y, len(self.classes_) - 1)] == labels
         )
         y = np.where(known, y, 0)
-        comp_x, comp_y = self._comparison
+        comp_y = np.concatenate([self.reference_y_, self.history_y_])
         m = len(comp_y)
-        x = np.vstack([comp_x, batch.encoded(self.encoder_)])
+        parts = [self.reference_x_, self.history_x_, batch.encoded(self.encoder_)]
         is_batch = np.concatenate([np.zeros(m, dtype=bool), np.ones(n, dtype=bool)])
-        counts = self._twin_counts(x, np.concatenate([comp_y, y]), is_batch)
+        counts = self._twin_counts(parts, np.concatenate([comp_y, y]), is_batch)
         tail = slice(m, m + n)
         comp_total, comp_same = counts.comp_total[tail], counts.comp_same[tail]
         batch_total, batch_same = counts.batch_total[tail], counts.batch_same[tail]
@@ -400,7 +404,11 @@ def _distinct_rows(rounded: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarr
     digest = rounded.view(np.uint64) @ (salt | np.uint64(1))  # wraps: a hash of the bytes
     _, first, inv = np.unique(digest, return_index=True, return_inverse=True)
     inv = inv.ravel()
-    if np.array_equal(rounded, rounded[first[inv]]):
+    step = 1 << 16  # verified in blocks: no second copy of the matrix
+    if all(
+        np.array_equal(rounded[i : i + step], rounded[first[inv[i : i + step]]])
+        for i in range(0, len(inv), step)
+    ):
         return first, inv
     keys = rounded.view(np.dtype((np.void, rounded.dtype.itemsize * rounded.shape[1])))
     _, first, inv = np.unique(keys.ravel(), return_index=True, return_inverse=True)
