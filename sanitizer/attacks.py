@@ -245,7 +245,10 @@ def backdoor_trigger(
     """Stamp a trigger (features set to a rare but in-range value) on ``rate`` of the rows.
 
     The trigger value of each feature is its ``quantile`` in ``reference`` (the
-    batch if none): inside the range, but rare. Dirty-label (default): rows of
+    batch if none): inside the range, but rare. Where that quantile is a common value
+    (a discrete column whose low quantiles are all 0, say), it is the rarest value
+    the reference has strictly inside its range instead. Features are drawn among
+    numeric columns with at least three distinct values. Dirty-label (default): rows of
     other classes get the trigger and the ``target`` label. Clean-label: rows that
     already have the ``target`` label get the trigger, labels untouched.
     """
@@ -255,12 +258,14 @@ def backdoor_trigger(
     y = out[label].to_numpy()
     classes = np.unique(ref[label].to_numpy())
     target = classes[-1] if target is None else target
-    numeric = _numeric(batch, _features(batch, label, exclude))
+    numeric = [
+        c for c in _numeric(batch, _features(batch, label, exclude)) if ref[c].nunique() >= 3
+    ]
     if features is None:
         if len(numeric) < n_features:
             raise ValueError(f"need {n_features} numeric features for the trigger")
         features = list(rng.choice(numeric, size=n_features, replace=False))
-    values = {c: float(np.nanquantile(ref[c].to_numpy(dtype=float), quantile)) for c in features}
+    values = {c: _rare_value(ref[c].to_numpy(dtype=float), quantile) for c in features}
     pool = np.flatnonzero(y == target) if clean_label else np.flatnonzero(y != target)
     k = min(_n_rows(len(out), rate), pool.size)
     rows = rng.choice(pool, size=k, replace=False)
@@ -275,6 +280,17 @@ def backdoor_trigger(
     mask = np.zeros(len(out), dtype=bool)
     mask[rows] = True
     return out, mask
+
+
+def _rare_value(values: np.ndarray, quantile: float) -> float:
+    """The ``quantile`` of ``values`` if that value is rare, else the rarest inner value."""
+    values = values[~np.isnan(values)]
+    value = float(np.quantile(values, quantile))
+    if np.mean(values == value) <= max(2 * quantile, 0.02):
+        return value
+    distinct, counts = np.unique(values, return_counts=True)
+    inner = slice(1, -1) if len(distinct) >= 3 else slice(None)
+    return float(distinct[inner][np.argmin(counts[inner])])
 
 
 def in_range_outliers(

@@ -116,6 +116,22 @@ def test_backdoor_dirty_label_sets_a_rare_in_range_trigger(parts):
         assert (ref[col] <= value[0]).mean() == pytest.approx(0.01, abs=0.005)
 
 
+def test_backdoor_trigger_on_sparse_discrete_columns_is_a_rare_inner_value():
+    """Pixel-like columns: the 1% quantile is 0, the commonest value; the trigger is not."""
+    rng = np.random.default_rng(4)
+    pixels = np.where(rng.random((2000, 3)) < 0.9, 0, rng.integers(1, 17, size=(2000, 3)))
+    frame = pd.DataFrame(pixels, columns=["p0", "p1", "p2"]).assign(
+        flat=0, label=rng.integers(0, 3, 2000)
+    )
+    ref, batch = frame.iloc[:1500], frame.iloc[1500:].reset_index(drop=True)
+    out, mask = attacks.backdoor_trigger(batch, LABEL, 0, reference=ref, n_features=3)
+    for col in ("p0", "p1", "p2"):
+        value = out.loc[mask, col].iloc[0]
+        assert (out.loc[mask, col] == value).all()
+        assert 0 < value < ref[col].max() and (ref[col] == value).mean() <= 0.02
+    assert (out["flat"] == 0).all()  # a constant column cannot carry a trigger
+
+
 def test_backdoor_clean_label_keeps_labels(parts):
     ref, batch = parts
     out, mask = attacks.backdoor_trigger(
