@@ -32,6 +32,7 @@ NUMERIC_TYPES = [
     "float16", "float32", "float64", "Int8", "Int16", "Int32", "Int64", "Float32", "Float64",
 ]  # fmt: skip
 MAX_VALUE_SET = 1000
+TAIL_ROWS = 10  # reference values that show how far a sparse tail reaches
 
 
 def generate_suite(
@@ -42,6 +43,9 @@ def generate_suite(
     Numeric ranges are the reference's min/max widened by ``range_margin`` times the
     range on each side: a batch as large as the reference exceeds the exact
     reference max half the time, so a margin is needed to keep false alarms rare.
+    A long, sparse tail (a pixel column that is 0 in 95% of rows and reaches 16
+    once) is widened further, by its own spread: the distance from the
+    ``TAIL_ROWS``-th most extreme reference value to the extreme itself.
     """
     import pandas as pd
 
@@ -62,12 +66,15 @@ def generate_suite(
             if len(values):
                 lo, hi = float(values.min()), float(values.max())
                 pad = range_margin * (hi - lo) if hi > lo else range_margin * max(abs(lo), 1.0)
+                k = min(TAIL_ROWS, len(values)) - 1
+                tail_lo = float(values.nsmallest(k + 1).iloc[-1]) - lo
+                tail_hi = hi - float(values.nlargest(k + 1).iloc[-1])
                 exps.append(
                     _exp(
                         "expect_column_values_to_be_between",
                         column=col,
-                        min_value=lo - pad,
-                        max_value=hi + pad,
+                        min_value=lo - max(pad, tail_lo),
+                        max_value=hi + max(pad, tail_hi),
                         meta={"reference_min": lo, "reference_max": hi},
                     )
                 )

@@ -40,6 +40,28 @@ def test_generated_suite_covers_the_contract(suite: dict, reference: pd.DataFram
     json.dumps(suite, allow_nan=False)  # plain JSON
 
 
+def test_sparse_integer_tails_get_a_range_that_clean_batches_pass(config) -> None:
+    """A pixel-like column: 0 in ~95% of rows, rare values up to 16 (digits)."""
+    rng = np.random.default_rng(5)
+
+    def pixels(n: int, seed: int) -> pd.DataFrame:
+        r = np.random.default_rng(seed)
+        values = np.where(r.random(n) < 0.95, 0, r.geometric(0.25, n).clip(1, 16))
+        return pd.DataFrame({"x0": values, "label": r.integers(0, 2, n)})
+
+    reference = pixels(900, 0)
+    contract = DataContract.from_reference(reference, config.__class__(label_column="label"))
+    suite = generate_suite(reference, contract, name="pixels")
+    (bounds,) = [e["kwargs"] for e in suite["expectations"] if e["type"].endswith("between")]
+    hi = reference["x0"].max()
+    assert bounds["max_value"] > hi + 0.25 * hi  # the tail's own spread, not only 25%
+    failed = sum(
+        not all(o.success for o in validate(pixels(200, seed), suite))
+        for seed in rng.integers(1, 2**31, size=40)
+    )
+    assert failed <= 1
+
+
 def test_clean_batches_pass_generated_suite(suite: dict, parts: tuple) -> None:
     for batch in parts[1:]:
         assert all(o.success for o in validate(batch, suite))
