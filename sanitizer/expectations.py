@@ -140,7 +140,12 @@ def validate(frame: pd.DataFrame, suite: dict[str, Any]) -> list[ExpectationOutc
     gx_suite, expectations = _build_suite(suite)
     with quiet_gx():
         batch = _batch_definition().get_batch(batch_parameters={"dataframe": _for_gx(frame)})
-        result = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
+        try:
+            result = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
+        finally:  # GX would hold this batch's frame until the next validation
+            manager = batch.data.execution_engine.batch_manager
+            manager.reset_batch_cache()
+            manager.batch_data_cache.clear()
     outcomes = []
     for res, exp in zip(result.results, expectations, strict=True):
         r = dict(res.result or {})
