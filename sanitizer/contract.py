@@ -158,16 +158,29 @@ class DataContract:
         if problems:
             raise InputError("; ".join(problems), path=path, reason="invalid")
 
-    def prepare(self, batch: pd.DataFrame) -> pd.DataFrame:
-        """A copy with numeric features as float64, categoricals as strings, labels as keys."""
+    def prepare(self, batch: pd.DataFrame, numeric: bool = True) -> pd.DataFrame:
+        """A copy with numeric features as float64 (unless ``numeric`` is false: then
+        ``numeric_matrix`` holds them), categoricals as strings, labels as keys."""
         import pandas as pd
 
         out = pd.DataFrame(index=batch.index)
-        for col in self.numeric:
+        for col in self.numeric if numeric else ():
             out[col] = pd.to_numeric(batch[col], errors="coerce").astype("float64")
         for col in self.categorical:
             out[col] = pd.Series(_texts(batch[col], str), index=batch.index, dtype=object)
         out[self.label] = label_keys(batch[self.label])
+        return out
+
+    def numeric_matrix(self, batch: pd.DataFrame) -> Any:
+        """The numeric features as one float64 matrix (NaN where missing), filled column
+        by column: no intermediate frame of float columns."""
+        import numpy as np
+        import pandas as pd
+
+        out = np.empty((len(batch), len(self.numeric)))
+        for j, col in enumerate(self.numeric):
+            values = pd.to_numeric(batch[col], errors="coerce")
+            out[:, j] = values.to_numpy(dtype="float64", na_value=np.nan)
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -29,8 +29,8 @@ class Table:
 
     @cached_property
     def prepared(self) -> pd.DataFrame:
-        """Numeric features as float64, categoricals as str/None, the label as string keys."""
-        return self.contract.prepare(self.raw)
+        """Categoricals as str/None and the label as string keys (numerics: ``numeric``)."""
+        return self.contract.prepare(self.raw, numeric=False)
 
     @cached_property
     def labels(self) -> np.ndarray:
@@ -39,7 +39,7 @@ class Table:
     @cached_property
     def numeric(self) -> np.ndarray:
         """The numeric features as a float64 matrix (NaN where missing)."""
-        return self.prepared[list(self.contract.numeric)].to_numpy(dtype="float64")
+        return self.contract.numeric_matrix(self.raw)
 
     def encoded(self, encoder: FeatureEncoder) -> np.ndarray:
         """The table encoded by ``encoder``, cached by the encoder's content so checks with
