@@ -55,6 +55,7 @@ PRIOR_PSEUDO_ROWS = 200.0
 
 MAX_FINDINGS_IN_INFO = 20
 MAX_CATEGORIES = 200
+SPECTRAL_BLOCK = 65_536  # rows whitened at a time by the spectral signature
 #: A point mass shared by more numeric columns than this is a copied row, not a trigger.
 MAX_TRIGGER_FEATURES = 3
 
@@ -336,12 +337,18 @@ class BackdoorCheck(Check):
             rows = np.flatnonzero(y == c)
             if len(rows) < 3:
                 continue
-            z = (z_all[rows] - mean) @ w
-            z -= z.mean(axis=0)
-            cov = z.T @ z / len(rows)
+            # whitened rows in blocks (two passes): memory stays a block, not the class
+            blocks = [rows[i : i + SPECTRAL_BLOCK] for i in range(0, len(rows), SPECTRAL_BLOCK)]
+            total, outer = np.zeros(w.shape[1]), np.zeros((w.shape[1], w.shape[1]))
+            for block in blocks:
+                z = (z_all[block] - mean) @ w
+                total += z.sum(axis=0)
+                outer += z.T @ z
+            center = total / len(rows)
+            cov = outer / len(rows) - np.outer(center, center)
             evals, evecs = np.linalg.eigh(cov)
             top = evecs[:, -1]
-            proj = (z @ top) ** 2
+            proj = np.concatenate([(((z_all[b] - mean) @ w - center) @ top) ** 2 for b in blocks])
             d = w.shape[1]
             edge = (1.0 + np.sqrt(d / len(rows))) ** 2
             info[self.classes_[c]] = float(evals[-1] / edge)

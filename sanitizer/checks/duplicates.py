@@ -35,6 +35,7 @@ The batch p-value is the Bonferroni minimum of the three.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
@@ -157,13 +158,8 @@ class DuplicatesCheck(Check):
         """For each row of the stacked ``parts``: twins (itself included) in the comparison
         part and the batch part, in total and with the row's own label."""
         n_labels = len(self.classes_)
-        rounded = np.empty((sum(len(p) for p in parts), parts[0].shape[1]))
-        start = 0
-        for part in parts:  # rounded in place: no stacked copy of the raw values
-            np.round(part, DECIMALS, out=rounded[start : start + len(part)])
-            start += len(part)
-        rounded += 0.0  # no -0.0
-        if rounded.shape[1] == 0:  # no features: every row is the same vector
+        rounded = _Rounded(parts)
+        if rounded.width == 0:  # no features: every row is the same vector
             first, inv = np.zeros(min(1, len(y)), dtype=np.int64), np.zeros(len(y), np.int64)
         else:
             first, inv = _distinct_rows(rounded, self.seed)
@@ -173,7 +169,7 @@ class DuplicatesCheck(Check):
         comp = np.bincount(cell[~is_batch], minlength=size).reshape(n_unique, n_labels)
         batch = np.bincount(cell[is_batch], minlength=size).reshape(n_unique, n_labels)
         near = False
-        if self.tolerance > 0 and n_unique > 1 and rounded.shape[1] > 0:
+        if self.tolerance > 0 and n_unique > 1 and rounded.width > 0:
             adjacency = self._near_pairs(rounded, first)
             if adjacency is not None:
                 # two hops: jittered copies of one record are each close to the record
@@ -193,7 +189,7 @@ class DuplicatesCheck(Check):
             near=near,
         )
 
-    def _near_pairs(self, rows: np.ndarray, distinct: np.ndarray) -> Any:
+    def _near_pairs(self, rows: _Rounded, distinct: np.ndarray) -> Any:
         """Sparse 0/1 matrix of the distinct vectors ``rows[distinct]`` within ``tolerance``
         (diagonal included),
         or None when the data is too dense for near matching at this tolerance.
@@ -206,9 +202,9 @@ class DuplicatesCheck(Check):
         """
         from scipy import sparse
 
-        n, d = len(distinct), rows.shape[1]
+        n, d = len(distinct), rows.width
         limit = self.max_pairs_per_vector * n
-        sample = rows[distinct[:: max(1, n // 2000)]]
+        sample = rows.take(distinct[:: max(1, n // 2000)])
         varied = np.argsort([-np.unique(sample[:, j]).size for j in range(d)], kind="stable")
         pairs = None
         for n_dims in sorted({min(d, GRID_DIMS[0]), min(d, GRID_DIMS[1])}):
@@ -229,7 +225,7 @@ class DuplicatesCheck(Check):
 
     def _grid_pairs(
         self,
-        vectors: np.ndarray,
+        vectors: _Rounded,
         dims: np.ndarray,
         max_candidates: float,
         select: np.ndarray | None = None,
@@ -239,9 +235,9 @@ class DuplicatesCheck(Check):
         grid on ``dims``; None once the grid yields more than ``max_candidates``."""
         from itertools import product
 
-        pick = np.arange(len(vectors)) if select is None else select
+        pick = np.arange(vectors.n) if select is None else select
         n = len(pick)
-        cells = np.floor(vectors[pick[:, None], dims] / self.tolerance).astype(np.int64)
+        cells = np.floor(vectors.take(pick, dims) / self.tolerance).astype(np.int64)
         salt = np.random.default_rng(self.seed).integers(1, 2**62, size=len(dims)) | 1
         # A linear hash of each cell (wrapping): a collision only adds candidates, which
         # are verified, and key(cell + offset) = key(cell) + key(offset), so the keys of
@@ -250,23 +246,25 @@ class DuplicatesCheck(Check):
         order = np.argsort(own, kind="stable")
         keys = own[order]
         found_rows, found_cols = [np.arange(n)], [np.arange(n)]
-        # the same cell: every pair inside each run of equal keys
+        total = 0
+        # the same cell: every pair inside each run of equal keys; then half of the
+        # neighbouring cells, so that each pair is found once
         run_start = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         run_end = np.repeat(np.r_[run_start[1:], n], np.diff(np.r_[run_start, n]))
-        candidates = [(np.arange(n), np.arange(n) + 1, run_end - np.arange(n) - 1)]
-        # half of the neighbouring cells: each pair is found once
         offsets = [o for o in product((-1, 0, 1), repeat=len(dims)) if o > (0,) * len(dims)]
-        for offset in offsets:
-            with np.errstate(over="ignore"):
-                shifted = keys + _cell_key(np.array([offset]), salt)[0]
-            lo = np.minimum(np.searchsorted(keys, shifted), n - 1)
-            counts = np.where(keys[lo] == shifted, run_end[lo] - lo, 0)
-            hit = np.flatnonzero(counts)
-            candidates.append((hit, lo[hit], counts[hit]))
-        total = sum(int(c[2].sum()) for c in candidates)
-        if total > max_candidates:
-            return None
-        for where, first, counts in candidates:
+        for offset in [None, *offsets]:
+            if offset is None:
+                where, first, counts = np.arange(n), np.arange(n) + 1, run_end - np.arange(n) - 1
+            else:
+                with np.errstate(over="ignore"):
+                    shifted = keys + _cell_key(np.array([offset]), salt)[0]
+                lo = np.minimum(np.searchsorted(keys, shifted), n - 1)
+                counts = np.where(keys[lo] == shifted, run_end[lo] - lo, 0)
+                where = np.flatnonzero(counts)
+                first, counts = lo[where], counts[where]
+            total += int(counts.sum())
+            if total > max_candidates:
+                return None
             for start in range(0, len(where), SEARCH_CHUNK):  # bounded memory per step
                 span = slice(start, start + SEARCH_CHUNK)
                 if not counts[span].any():
@@ -277,7 +275,9 @@ class DuplicatesCheck(Check):
                     first[span] - ends + counts[span], counts[span]
                 )
                 rows, cols = order[rows], order[cols]
-                gap = np.max(np.abs(vectors[pick[rows]] - vectors[pick[cols]]), axis=1, initial=0.0)
+                gap = np.max(
+                    np.abs(vectors.take(pick[rows]) - vectors.take(pick[cols])), axis=1, initial=0.0
+                )
                 keep = gap <= self.tolerance + 1e-12
                 found_rows += [rows[keep], cols[keep]]
                 found_cols += [cols[keep], rows[keep]]
@@ -391,26 +391,54 @@ class DuplicatesCheck(Check):
         return text + f" (this row: {self.classes_[y[pos]]})"
 
 
-def _distinct_rows(rounded: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+class _Rounded:
+    """The rows of several matrices, stacked and rounded to ``DECIMALS`` as they are read:
+    a 1M-row batch and its comparison set are never copied into one matrix."""
+
+    def __init__(self, parts: list[np.ndarray]) -> None:
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+        self.n = int(self.starts[-1])
+        self.width = parts[0].shape[1]
+
+    def take(self, rows: np.ndarray, dims: np.ndarray | None = None) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.width if dims is None else len(dims)))
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        for p, matrix in enumerate(self.parts):
+            sel = np.flatnonzero(part == p)
+            if len(sel):
+                local = rows[sel] - self.starts[p]
+                out[sel] = matrix[local] if dims is None else matrix[np.ix_(local, dims)]
+        np.round(out, DECIMALS, out=out)
+        out += 0.0  # no -0.0
+        return out
+
+    def blocks(self, size: int = 1 << 16) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, self.n, size):
+            yield start, self.take(np.arange(start, min(self.n, start + size)))
+
+
+def _distinct_rows(rounded: _Rounded, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(first row of each distinct row, distinct-row id of every row).
 
     Groups by a 64-bit hash of the rows' bytes (a sort of one integer per row instead
     of whole rows), then verifies every row against its group's first row; on a hash
     collision, groups by the rows themselves.
     """
-    salt = np.random.default_rng(seed + 1).integers(
-        1, 2**63, size=rounded.shape[1], dtype=np.uint64
-    )
-    digest = rounded.view(np.uint64) @ (salt | np.uint64(1))  # wraps: a hash of the bytes
+    salt = np.random.default_rng(seed + 1).integers(1, 2**63, size=rounded.width, dtype=np.uint64)
+    salt |= np.uint64(1)
+    # wraps: a hash of the bytes
+    digest = np.concatenate([block.view(np.uint64) @ salt for _, block in rounded.blocks()])
     _, first, inv = np.unique(digest, return_index=True, return_inverse=True)
     inv = inv.ravel()
-    step = 1 << 16  # verified in blocks: no second copy of the matrix
     if all(
-        np.array_equal(rounded[i : i + step], rounded[first[inv[i : i + step]]])
-        for i in range(0, len(inv), step)
+        np.array_equal(block, rounded.take(first[inv[start : start + len(block)]]))
+        for start, block in rounded.blocks()
     ):
         return first, inv
-    keys = rounded.view(np.dtype((np.void, rounded.dtype.itemsize * rounded.shape[1])))
+    matrix = rounded.take(np.arange(rounded.n))
+    keys = matrix.view(np.dtype((np.void, matrix.dtype.itemsize * matrix.shape[1])))
     _, first, inv = np.unique(keys.ravel(), return_index=True, return_inverse=True)
     return first, inv.ravel()
 
