@@ -503,7 +503,8 @@ class Cluster:
     def stop(self) -> list[str]:
         """Stop everything this cluster started; returns the problems met (never raises)."""
         problems: list[str] = []
-        order = [*self.workers, "scheduler", "dag-processor", "api-server"]
+        core = ["scheduler", "dag-processor", "api-server"]
+        order = [n for n in self.components if n not in core] + core  # workers first
         for name in order:
             component = self.components.get(name)
             if component is None:

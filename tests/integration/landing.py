@@ -40,9 +40,10 @@ schedule = "none"   # runs are triggered through the REST API
 review = false      # quarantined batches wait for an operator in the ledger, not in a task
 retries = {retries}
 
-[training]
-holdout = "holdout.csv"
+{training}
 """
+TRAINING = '[training]\nholdout = "holdout.csv"\n'
+NO_TRAINING = "[training]\nenabled = false   # no retrain DAG\n"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def write_fleet(
     retries: int = 2,
     claim_timeout: float = 3600.0,
     name: str = DATASET,
+    training: bool = True,
 ) -> Fleet:
     """Reference (3000 rows), holdout (1000) and ``parts`` disjoint clean parts of
     ``rows`` rows; the config file in ``configs``."""
@@ -94,7 +96,13 @@ def write_fleet(
     reference.to_csv(configs / "reference.csv", index=False)
     holdout.to_csv(configs / "holdout.csv", index=False)
     (configs / f"{name}.toml").write_text(
-        CONFIG.format(name=name, retries=retries, claim_timeout=claim_timeout), encoding="utf-8"
+        CONFIG.format(
+            name=name,
+            retries=retries,
+            claim_timeout=claim_timeout,
+            training=TRAINING if training else NO_TRAINING,
+        ),
+        encoding="utf-8",
     )
     return Fleet(configs=configs, reference=reference, pool=pool, name=name)
 
