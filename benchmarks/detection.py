@@ -126,6 +126,13 @@ def scenarios() -> dict[str, Scenario]:
 
 
 BENIGN = ("clean", "benign: covariate drift", "benign: prior drift")
+# the check built for each attack: its own flags give the "check prec / recall" columns
+OWN_CHECK = {"flip": "label_consistency", "truth serum": "duplicates", "backdoor": "backdoor",
+             "in-range outliers": "outliers"}  # fmt: skip
+
+
+def _own_check(scenario: str) -> str | None:
+    return next((c for prefix, c in OWN_CHECK.items() if scenario.startswith(prefix)), None)
 
 
 # -- baselines ------------------------------------------------------------------------
@@ -247,6 +254,12 @@ def _scan(
     flagged = np.zeros(len(batch), dtype=bool)
     flagged[[batch.index.get_loc(i) for i in report.flagged.index]] = True
     schema = next(c for c in report.checks if c.name == "schema")
+    own = next((c for c in report.checks if c.name == _own_check(scenario)), None)
+    own_flags = (
+        np.asarray(own.row_flags, dtype=bool)
+        if own is not None and own.failed and own.row_flags is not None
+        else np.zeros(len(batch), dtype=bool)
+    )
     if_q, if_scores = base.isolation_forest(batch)
     cl_q, cl_scores = base.cleanlab(batch)
     return {
@@ -255,6 +268,8 @@ def _scan(
         "failing": [c.name for c in report.failing_checks],
         "auroc": _auroc(mask, report.row_scores.to_numpy()),
         "tp": int((flagged & mask).sum()), "fp": int((flagged & ~mask).sum()), "fn": int((~flagged & mask).sum()),
+        "own_tp": int((own_flags & mask).sum()), "own_fp": int((own_flags & ~mask).sum()),
+        "own_fn": int((~own_flags & mask).sum()),
         "ms": elapsed * 1000, "fit_s": fit_s,
         "gx": bool(schema.failed),
         "iforest": bool(if_q), "iforest_auroc": _auroc(mask, if_scores),
@@ -262,25 +277,32 @@ def _scan(
     }  # fmt: skip
 
 
-def summarise(rows: list[dict[str, Any]]) -> str:
+def summarise(rows: list[dict[str, Any]], pooled: bool = False) -> str:
+    """One line per data set, scenario and size; ``pooled``: data sets pooled ("all")."""
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        groups[(r["dataset"], r["scenario"], r["size"])].append(r)
+    for r in sorted(rows, key=lambda r: r["size"]) if pooled else rows:
+        groups[("all" if pooled else r["dataset"], r["scenario"], r["size"])].append(r)
     head = (
-        "| data set | scenario | n | batches | detect | AUROC | prec | recall | ms | GX | IForest (AUROC) "
-        "| cleanlab (AUROC) | failing checks |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| data set | scenario | n | batches | detect | AUROC | prec | recall | check prec / recall "
+        "| ms | GX | IForest (AUROC) | cleanlab (AUROC) | failing checks |"
+        "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for (ds, sc, n), rs in groups.items():
         tp, fp, fn = (sum(r[k] for r in rs) for k in ("tp", "fp", "fn"))
         prec = f"{tp / (tp + fp):.2f}" if tp + fp else "–"
         rec = f"{tp / (tp + fn):.2f}" if tp + fn else "–"
+        own = "–"
+        if _own_check(sc):
+            otp, ofp, ofn = (sum(r.get(k, 0) for r in rs) for k in ("own_tp", "own_fp", "own_fn"))
+            own = f"{_check(sc)}: " + (f"{otp / (otp + ofp):.2f}" if otp + ofp else "–")
+            own += f" / {otp / (otp + ofn):.2f}" if otp + ofn else " / –"
         failing: dict[str, int] = defaultdict(int)
         for r in rs:
             for c in r["failing"]:
                 failing[c] += 1
         lines.append(
-            f"| {ds} | {sc} | {n} | {len(rs)} | {_rate(rs, 'quarantined')} | {_mean(rs, 'auroc')} | {prec} | {rec} "
+            f"| {ds} | {sc} | {n} | {len(rs)} | {_rate(rs, 'quarantined')} | {_mean(rs, 'auroc')} | {prec} | {rec} | {own} "
             f"| {statistics.median(r['ms'] for r in rs):.0f} | {_rate(rs, 'gx')} "
             f"| {_rate(rs, 'iforest')} ({_mean(rs, 'iforest_auroc')}) | {_rate(rs, 'cleanlab')} ({_mean(rs, 'cleanlab_auroc')}) "
             f"| {', '.join(f'{k}:{v}' for k, v in sorted(failing.items()))} |"
@@ -292,6 +314,10 @@ def summarise(rows: list[dict[str, Any]]) -> str:
             f"\nClean batches quarantined: {fq} of {len(clean)} ({fq / len(clean):.2%}); target ≤ 1%."
         )
     return "\n".join(lines)
+
+
+def _check(scenario: str) -> str:
+    return (_own_check(scenario) or "").replace("label_consistency", "labels")
 
 
 def _rate(rs: list[dict[str, Any]], key: str) -> str:
@@ -322,6 +348,7 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     rows = run(args)
     print(summarise(rows), flush=True)
+    print("\nPooled over the data sets:\n\n" + summarise(rows, pooled=True), flush=True)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1, default=lambda v: v.item()))
     return 0
