@@ -91,7 +91,7 @@ class LabelConsistencyCheck(Check):
         knn_weight: float = 0.5,
         max_reference_rows: int = 20_000,
         max_index_rows: int = 5_000,
-        knn_max_rows: int = 200_000,
+        knn_max_rows: int = 50_000,
         holdout: float = 0.4,
         n_threads: int | None = 1,
         seed: int = 0,
