@@ -141,6 +141,16 @@ class Component:
         except psutil.NoSuchProcess:
             return []
 
+    def signal_tree(self, sig: int) -> None:
+        """Send ``sig`` to the group and to every descendant (e.g. SIGSTOP to freeze the
+        worker and its running task at one instant)."""
+        pids = self.tree()
+        with contextlib.suppress(*_GONE):
+            os.killpg(self.pid, sig)
+        for pid in pids:
+            with contextlib.suppress(*_GONE):
+                os.kill(pid, sig)
+
     def kill(self) -> None:
         """SIGKILL the whole tree at once, as if the machine had died."""
         pids = self.tree()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -228,10 +229,22 @@ def test_a_worker_killed_mid_scan_loses_and_duplicates_nothing(deployment: Deplo
     batches = land_mixed(d.fleet, d.landing, tag="r2", clean=6, copies=1)
     run_id = api.trigger(_dag(d, "sanitize"))
 
+    worker = d.cluster.components[victim_worker]
+
     def caught() -> BatchRecord | None:
+        """Freeze the worker (SIGSTOP) while it holds a claim; if the batch was routed in
+        the moment before the freeze, let it go on and wait for its next scan."""
         if api.run(_dag(d, "sanitize"), run_id)["state"] in ("success", "failed"):
             raise ClusterError(f"the run ended before {victim_worker} was caught mid-scan")
-        return _claimed_by(d, victim_worker)
+        held = _claimed_by(d, victim_worker)
+        if held is None:
+            return None
+        worker.signal_tree(signal.SIGSTOP)
+        now = d.ledger.get(held.id)
+        if now.state == "scanning" and now.claimed_by == held.claimed_by:
+            return held
+        worker.signal_tree(signal.SIGCONT)
+        return None
 
     # SIGKILL the worker (and its task processes) while it holds a claim on a batch
     victim = wait_until(f"{victim_worker} holding a claim", caught, timeout=300, interval=0.1)
