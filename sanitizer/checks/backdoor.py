@@ -35,11 +35,28 @@ times that count.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
+from sanitizer.checks._backdoor_stats import MAX_CELL_SHARE as MAX_CELL_SHARE
+from sanitizer.checks._backdoor_stats import MAX_TRIGGER_FEATURES as MAX_TRIGGER_FEATURES
+from sanitizer.checks._backdoor_stats import PRIOR_PSEUDO_ROWS as PRIOR_PSEUDO_ROWS
+from sanitizer.checks._backdoor_stats import (
+    _bin_edges,
+    _category_codes,
+    _cell_counts,
+    _duplicate_rows,
+    _Finding,
+    _finding_info,
+    _hyper_max_pmf,
+    _label_tests,
+    _Lazy,
+    _reason,
+    _tarone_count,
+    _Tests,
+    _whitening,
+)
 from sanitizer.checks._common import label_codes, shared_encoder
 from sanitizer.checks.base import Check, CheckResult, Status
 
@@ -48,30 +65,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Cells holding more than this share of the batch are not tested as trigger cells.
-MAX_CELL_SHARE = 0.5
-#: Pseudo-rows of the reference prior added to the batch's prior when re-weighting.
-PRIOR_PSEUDO_ROWS = 200.0
-
 MAX_FINDINGS_IN_INFO = 20
 MAX_CATEGORIES = 200
 SPECTRAL_BLOCK = 65_536  # rows whitened at a time by the spectral signature
-#: A point mass shared by more numeric columns than this is a copied row, not a trigger.
-MAX_TRIGGER_FEATURES = 3
-
-
-@dataclass(frozen=True)
-class _Finding:
-    kind: str  # "point_mass" | "label"
-    feature: str
-    cell: str  # "== 0.8731" or "in [0.81, 0.90]" or "== pro"
-    rows: np.ndarray  # batch positions it flags
-    in_cell: int
-    label: str
-    label_rows: int
-    ref_share: float
-    ref_rows: int
-    p_value: float
 
 
 class BackdoorCheck(Check):
@@ -355,227 +351,3 @@ class BackdoorCheck(Check):
             # chi-square(1) CDF of the projection scaled by the top eigenvalue
             out[rows] = erf(np.sqrt(proj / max(evals[-1], 1e-12) / 2.0))
         return out, info
-
-
-@dataclass
-class _Lazy:
-    """A test's cell, turned into a ``_Finding`` only when it is significant."""
-
-    kind: str
-    feature: str
-    cell: str
-    member: np.ndarray  # batch positions in the cell (point mass) …
-    label: int  # … or the over-represented class (label association)
-    ref_rows: int
-    ref_share: np.ndarray
-
-    def rows(self, y: np.ndarray) -> np.ndarray:
-        if self.kind == "point_mass":
-            return self.member
-        return self.member[y[self.member] == self.label]
-
-    def materialise(
-        self, rows: np.ndarray, p: float, classes: tuple[str, ...], y: np.ndarray
-    ) -> _Finding:
-        if self.kind == "point_mass":
-            labels = y[rows]
-            counts = np.bincount(labels[labels >= 0], minlength=len(classes))
-            top = int(np.argmax(counts)) if len(counts) else 0
-            return _Finding(
-                kind=self.kind,
-                feature=self.feature,
-                cell=self.cell,
-                rows=rows,
-                in_cell=len(rows),
-                label=classes[top] if classes else "",
-                label_rows=int(counts[top]) if len(counts) else 0,
-                ref_share=float(self.ref_share[top]) if len(self.ref_share) else float("nan"),
-                ref_rows=self.ref_rows,
-                p_value=p,
-            )
-        return _Finding(
-            kind=self.kind,
-            feature=self.feature,
-            cell=self.cell,
-            rows=rows,
-            in_cell=len(self.member),
-            label=classes[self.label],
-            label_rows=len(rows),
-            ref_share=float(self.ref_share[self.label]),
-            ref_rows=self.ref_rows,
-            p_value=p,
-        )
-
-
-@dataclass
-class _Tests:
-    kind: str
-    p: np.ndarray
-    p_min: np.ndarray
-    effect_ok: np.ndarray
-    findings: dict[int, _Lazy]
-
-
-def _label_tests(
-    name: str,
-    cells: np.ndarray,
-    y: np.ndarray,
-    ref_counts: np.ndarray,
-    cell_names: list[str],
-    min_rows: int,
-    min_effect: float,
-) -> _Tests:
-    """Fisher tests of each (cell, class): batch share above the prior-adjusted reference.
-
-    The reference counts of a cell are re-weighted by the batch/reference label
-    prior ratio computed *outside* that cell, so a prior shift moves the expectation
-    while the poisoned cell, whose relabelling shifts the prior too, does not
-    explain itself away.
-    """
-    from scipy.stats import hypergeom
-
-    k = ref_counts.shape[1]
-    n_cells = ref_counts.shape[0]
-    ok = (cells >= 0) & (cells < n_cells) & (y >= 0)
-    b = np.bincount(cells[ok] * k + y[ok], minlength=n_cells * k).reshape(n_cells, k)
-    b_tot = b.sum(axis=1)
-    r_tot = ref_counts.sum(axis=1)
-    r_out = ref_counts.sum(axis=0) - ref_counts + 0.5
-    r_prior = r_out / r_out.sum(axis=1, keepdims=True)
-    # The batch's outside-the-cell prior, shrunk towards the reference's by PRIOR_PSEUDO_ROWS:
-    # with a few rows per class its noise would otherwise pass for a label association.
-    b_out = b.sum(axis=0) - b + PRIOR_PSEUDO_ROWS * r_prior
-    weight = (b_out / b_out.sum(axis=1, keepdims=True)) / r_prior
-    adj = ref_counts * weight
-    with np.errstate(invalid="ignore", divide="ignore"):
-        adj = np.where(r_tot[:, None] > 0, adj / adj.sum(axis=1, keepdims=True), 0.0)
-    r = np.rint(adj * r_tot[:, None]).astype(np.int64)
-    r = np.minimum(r, r_tot[:, None])
-    big_n = (b_tot + r_tot)[:, None]
-    succ = b + r
-    draws = np.broadcast_to(b_tot[:, None], b.shape)
-    p_min = _hyper_max_pmf(big_n.repeat(k, axis=1), succ, draws).ravel()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share_b = np.where(b_tot[:, None] > 0, b / np.maximum(b_tot[:, None], 1), 0.0)
-        share_r = (r + 0.5) / (r_tot[:, None] + 1.0)
-    # A trigger is a rare value; a cell holding most of the batch is no trigger, and its
-    # outside-the-cell prior would rest on a handful of rows (false alarms on sparse,
-    # mostly-zero columns such as image pixels).
-    minority = (b_tot <= MAX_CELL_SHARE * max(int(b_tot.sum()), 1))[:, None]
-    effect_ok = (
-        (b >= min_rows) & (r_tot[:, None] > 0) & minority & (share_b - share_r >= min_effect)
-    ).ravel()
-    p = np.ones(n_cells * k)
-    if effect_ok.any():
-        sel = effect_ok.reshape(n_cells, k)
-        p[effect_ok] = hypergeom.sf(b[sel] - 1, big_n.repeat(k, axis=1)[sel], succ[sel], draws[sel])
-    p = np.where(np.isfinite(p), p, 1.0)
-    findings: dict[int, _Lazy] = {}
-    valid = np.flatnonzero(ok)
-    for idx in np.flatnonzero(effect_ok):
-        cell, cls = divmod(int(idx), k)
-        findings[int(idx)] = _Lazy(
-            kind="label",
-            feature=name,
-            cell=cell_names[cell] if cell < len(cell_names) else f"cell {cell}",
-            member=valid[cells[valid] == cell],
-            label=cls,
-            ref_rows=int(r_tot[cell]),
-            ref_share=(ref_counts[cell] + 0.5) / (r_tot[cell] + 0.5 * k),
-        )
-    return _Tests("label", p=p, p_min=p_min, effect_ok=effect_ok, findings=findings)
-
-
-def _hyper_max_pmf(total: np.ndarray, successes: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """P(X = its largest possible value) for X ~ Hypergeom(total, successes, draws).
-
-    The smallest p-value a one-sided (upper) Fisher test can attain given its margins.
-    """
-    from scipy.special import gammaln
-
-    def log_comb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.asarray(gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1))
-
-    total = np.asarray(total, dtype=float)
-    successes = np.asarray(successes, dtype=float)
-    draws = np.asarray(draws, dtype=float)
-    x = np.minimum(successes, draws)
-    log_p = log_comb(successes, x) + log_comb(total - successes, draws - x) - log_comb(total, draws)
-    return np.clip(np.exp(log_p), 0.0, 1.0)
-
-
-def _duplicate_rows(rows: np.ndarray) -> bool:
-    """True when the rows agree on most numeric columns (copies rather than a trigger)."""
-    if rows.shape[1] <= MAX_TRIGGER_FEATURES:
-        return False
-    same = np.all((rows == rows[:1]) | (np.isnan(rows) & np.isnan(rows[:1])), axis=0)
-    return int(same.sum()) > max(MAX_TRIGGER_FEATURES, rows.shape[1] // 2)
-
-
-def _tarone_count(p_min: np.ndarray, alpha: float) -> int:
-    """Tarone's correction factor: the smallest K with #{p_min <= alpha / K} <= K."""
-    srt = np.sort(p_min)
-    ks = np.arange(1, len(srt) + 1)
-    ok = np.searchsorted(srt, alpha / ks, side="right") <= ks
-    return int(ks[np.argmax(ok)]) if ok.any() else max(len(srt), 1)
-
-
-def _bin_edges(sorted_values: np.ndarray, n_bins: int) -> np.ndarray:
-    """Inner bin edges: one bin per value for discrete columns, else reference quantiles."""
-    if len(sorted_values) == 0:
-        return np.zeros(0)
-    uniq = np.unique(sorted_values)
-    if len(uniq) <= n_bins:
-        return (uniq[1:] + uniq[:-1]) / 2.0
-    qs = np.quantile(sorted_values, np.linspace(0, 1, n_bins + 1)[1:-1])
-    return np.unique(qs)
-
-
-def _cell_counts(cells: np.ndarray, y: np.ndarray, edges: np.ndarray, k: int) -> np.ndarray:
-    n_cells = len(edges) + 1
-    ok = cells >= 0
-    counts = np.bincount(cells[ok] * k + y[ok], minlength=n_cells * k)[: n_cells * k]
-    return counts.reshape(n_cells, k).astype(float)
-
-
-def _category_codes(values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
-    import pandas as pd
-
-    return np.asarray(pd.Index(list(categories), dtype=object).get_indexer(values), dtype=np.int64)
-
-
-def _whitening(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = rows.mean(axis=0)
-    cov = np.cov(rows, rowvar=False).reshape(rows.shape[1], rows.shape[1])
-    evals, evecs = np.linalg.eigh(cov)
-    floor = max(float(evals.max()) * 1e-6, 1e-6)
-    keep = evals > floor
-    w = evecs[:, keep] / np.sqrt(evals[keep])
-    return mean, w
-
-
-def _reason(f: _Finding) -> str:
-    if f.kind == "point_mass":
-        return (
-            f"backdoor: {f.feature} {f.cell} on {f.in_cell} rows, {f.label_rows}/{f.in_cell} "
-            f"labelled {f.label} (reference: {f.ref_rows} rows with this exact value, "
-            f"{f.ref_share:.0%} labelled {f.label} in this bin)"
-        )
-    return (
-        f"backdoor: {f.feature} {f.cell} on {f.in_cell} rows, {f.label_rows}/{f.in_cell} "
-        f"labelled {f.label} (reference: {f.ref_share:.0%} in this bin)"
-    )
-
-
-def _finding_info(f: _Finding) -> dict[str, object]:
-    return {
-        "kind": f.kind,
-        "feature": f.feature,
-        "cell": f.cell,
-        "rows": f.in_cell,
-        "label": f.label or None,
-        "label_rows": f.label_rows,
-        "reference_share": f.ref_share,
-        "reference_rows": f.ref_rows,
-        "p_value": f.p_value,
-    }

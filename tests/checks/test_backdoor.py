@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from sanitizer import attacks
-from sanitizer.checks.backdoor import BackdoorCheck, _tarone_count
+from sanitizer.checks.backdoor import BackdoorCheck
 from sanitizer.config import CheckConfig, SanitizerConfig
 from sanitizer.contract import DataContract
 from sanitizer.engine import DEFAULT_CHECKS, Sanitizer
@@ -138,13 +138,6 @@ def test_prior_shift_is_not_a_backdoor() -> None:
     keep = (y == 1) | (rng.random(len(pool)) < 0.5)
     result = check.run(Table(pool[keep].reset_index(drop=True), contract))
     assert not result.failed, result.message
-
-
-def test_tarone_count() -> None:
-    # Tests that can never reach alpha / K do not count.
-    assert _tarone_count(np.array([1e-9, 0.5, 0.9, 0.9]), 0.01) == 1
-    assert _tarone_count(np.array([1e-9] * 5), 0.01) == 5
-    assert _tarone_count(np.zeros(0), 0.01) == 1
 
 
 # -- edge cases -------------------------------------------------------------------
