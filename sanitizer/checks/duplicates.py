@@ -219,9 +219,8 @@ class DuplicatesCheck(Check):
                 self.tolerance,
             )
             return None
-        rows, cols = pairs
-        data = np.ones(len(cols))
-        return sparse.csr_matrix((data, (rows, cols)), shape=(n, n))
+        first, second = pairs
+        return sparse.csr_matrix((np.ones(len(second)), (first, second)), shape=(n, n))
 
     def _grid_pairs(
         self,
