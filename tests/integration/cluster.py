@@ -131,6 +131,14 @@ class Component:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def group_alive(self) -> bool:
+        """Is any process left in this component's process group?"""
+        try:
+            os.killpg(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
     def tree(self) -> list[int]:
         """The process and every descendant (task runners start groups of their own)."""
         import psutil
@@ -538,7 +546,7 @@ class Cluster:
     def log_tails(self, lines: int = 60) -> str:
         parts = []
         for path in sorted(self.logs.glob("*.log")):
-            text = path.read_text(errors="replace").splitlines()[-lines:]
+            text = [line[:400] for line in path.read_text(errors="replace").splitlines()[-lines:]]
             parts.append(f"===== {path.name} (last {lines} lines) =====\n" + "\n".join(text))
         return "\n".join(parts)
 

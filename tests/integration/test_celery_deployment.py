@@ -73,7 +73,9 @@ def deployment(
         left = [
             db for db in (cluster.metadata_db, cluster.ledger_db) if cluster.database_exists(db)
         ]
-        assert not problems and not left, (problems, left)
+        running = [c.name for c in cluster.components.values() if c.group_alive()]
+        keys = cluster.redis_keys()
+        assert not (problems or left or running or keys), (problems, left, running, keys[:5])
 
 
 def _dag(d: Deployment, kind: str) -> str:
