@@ -229,7 +229,11 @@ def cmd_suite_init(args: argparse.Namespace) -> int:
     if not (0.0 <= margin <= 10.0):
         raise ConfigError(f"--range-margin: {margin} must be between 0 and 10")
     suite = generate_suite(
-        reference, contract, name=args.name or Path(args.out).stem, range_margin=margin
+        reference,
+        contract,
+        name=args.name or Path(args.out).stem,
+        range_margin=margin,
+        range_mostly=config.suite_generation.range_mostly,
     )
     _write_text(args.out, suite_to_json(suite))
     print(f"wrote {len(suite['expectations'])} expectations to {args.out}")

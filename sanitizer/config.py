@@ -20,6 +20,7 @@ Example (every key but ``dataset.name`` and ``dataset.label_column`` optional)::
 
     [suite_generation]
     range_margin = 0.25     # widen reference min/max by this share of the range
+    range_mostly = 0.99     # GX ``mostly``: share of a batch's values that must be in range
 
     [checks.schema]
     severity = "quarantine"   # or "warn"
@@ -76,8 +77,13 @@ class PolicyConfig:
 @dataclass(frozen=True)
 class SuiteGenerationConfig:
     range_margin: float = 0.25
+    range_mostly: float = 0.99
 
     def __post_init__(self) -> None:
+        if not (0.5 <= self.range_mostly <= 1.0):
+            raise ConfigError(
+                f"suite_generation.range_mostly: {self.range_mostly!r} must be between 0.5 and 1"
+            )
         if not (0.0 <= self.range_margin <= 10.0):
             raise ConfigError(
                 f"suite_generation.range_margin: {self.range_margin!r} must be between 0 and 10"
@@ -304,7 +310,7 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: Path | None = None) -> Sa
     policy = _table(raw, "policy")
     _no_unknown_keys(policy, {"mode", "alpha"}, "policy.")
     generation = _table(raw, "suite_generation")
-    _no_unknown_keys(generation, {"range_margin"}, "suite_generation.")
+    _no_unknown_keys(generation, {"range_margin", "range_mostly"}, "suite_generation.")
 
     def resolve(key: str) -> Path | None:
         value = dataset.get(key)
@@ -329,7 +335,8 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: Path | None = None) -> Sa
             alpha=_number(policy, "alpha", "policy.", 0.01),
         ),
         suite_generation=SuiteGenerationConfig(
-            range_margin=_number(generation, "range_margin", "suite_generation.", 0.25)
+            range_margin=_number(generation, "range_margin", "suite_generation.", 0.25),
+            range_mostly=_number(generation, "range_mostly", "suite_generation.", 0.99),
         ),
         checks=_checks(_table(raw, "checks")),
         storage=_storage(raw, base_dir),

@@ -119,6 +119,7 @@ class Sanitizer:
         if name == "schema":
             options.setdefault("suite", self.suite)
             options.setdefault("range_margin", self.config.suite_generation.range_margin)
+            options.setdefault("range_mostly", self.config.suite_generation.range_mostly)
         return create_check(name, options)
 
     def add_history(self, accepted: pd.DataFrame) -> None:

@@ -25,6 +25,7 @@ alpha = 0.05
 
 [suite_generation]
 range_margin = 0.5
+range_mostly = 0.97
 
 [checks.schema]
 severity = "warn"
@@ -42,6 +43,7 @@ def test_full_config_is_typed_and_paths_resolve(tmp_path: Path) -> None:
     assert cfg.reference_path == Path("/data/reference.parquet")
     assert cfg.policy.mode == "rows" and cfg.policy.alpha == 0.05
     assert cfg.suite_generation.range_margin == 0.5
+    assert cfg.suite_generation.range_mostly == 0.97
     assert cfg.check_config("schema") == CheckConfig(severity="warn")
     assert cfg.check_config("other") == CheckConfig()
 
@@ -66,6 +68,10 @@ def test_full_config_is_typed_and_paths_resolve(tmp_path: Path) -> None:
         (
             {"dataset": {"label_column": "y"}, "suite_generation": {"range_margin": -1}},
             "range_margin",
+        ),
+        (
+            {"dataset": {"label_column": "y"}, "suite_generation": {"range_mostly": 1.5}},
+            "range_mostly",
         ),
     ],
 )

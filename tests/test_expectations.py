@@ -24,12 +24,15 @@ def test_generated_suite_covers_the_contract(suite: dict, reference: pd.DataFram
     assert types[0] == "expect_table_columns_to_match_set"
     assert types.count("expect_column_values_to_not_be_null") == reference.shape[1]
     ranges = {
-        e["kwargs"]["column"]: e["kwargs"]
+        (e["kwargs"]["column"], e["meta"].get("hard", False)): e["kwargs"]
         for e in suite["expectations"]
         if e["type"].endswith("between")
     }
     lo, hi = reference["x0"].min(), reference["x0"].max()
-    assert ranges["x0"]["min_value"] == pytest.approx(lo - 0.25 * (hi - lo))
+    assert ranges["x0", False]["min_value"] == pytest.approx(lo - 0.25 * (hi - lo))
+    assert ranges["x0", False]["mostly"] == 0.99  # a stray tail value is the outliers' to judge
+    assert ranges["x0", True]["max_value"] == pytest.approx(hi + 2 * (hi - lo))
+    assert "mostly" not in ranges["x0", True]  # nothing may lie that far out
     sets = {
         e["kwargs"]["column"]: e["kwargs"]["value_set"]
         for e in suite["expectations"]
@@ -52,7 +55,11 @@ def test_sparse_integer_tails_get_a_range_that_clean_batches_pass(config) -> Non
     reference = pixels(900, 0)
     contract = DataContract.from_reference(reference, config.__class__(label_column="label"))
     suite = generate_suite(reference, contract, name="pixels")
-    (bounds,) = [e["kwargs"] for e in suite["expectations"] if e["type"].endswith("between")]
+    (bounds,) = [
+        e["kwargs"]
+        for e in suite["expectations"]
+        if e["type"].endswith("between") and not e["meta"].get("hard")
+    ]
     hi = reference["x0"].max()
     assert bounds["max_value"] > hi + 0.25 * hi  # the tail's own spread, not only 25%
     failed = sum(
@@ -60,6 +67,38 @@ def test_sparse_integer_tails_get_a_range_that_clean_batches_pass(config) -> Non
         for seed in rng.integers(1, 2**31, size=40)
     )
     assert failed <= 1
+
+
+def test_small_references_heavy_tails_and_constant_columns_keep_clean_batches_passing(
+    config,
+) -> None:
+    """A 300-row reference of a log-normal column (clean batches reach twice its max) and
+    a column that is constant in the reference but not in the population."""
+    rng = np.random.default_rng(8)
+
+    def rows(n: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "area": rng.lognormal(4, 0.8, n),
+                "edge": np.where(rng.random(n) < 0.997, 0.0, rng.integers(1, 9, n)),
+                "label": rng.integers(0, 2, n),
+            }
+        )
+
+    reference = rows(300).assign(edge=0.0)
+    contract = DataContract.from_reference(reference, config.__class__(label_column="label"))
+    suite = generate_suite(reference, contract, name="tails")
+    assert not any(
+        e["kwargs"].get("column") == "edge"
+        for e in suite["expectations"][1:]
+        if e["type"].endswith("between")
+    )
+    failed = sum(not all(o.success for o in validate(rows(100), suite)) for _ in range(40))
+    assert failed <= 1
+    broken = rows(100)
+    broken.loc[7, "area"] = -5.0e6  # a broken record: the hard range has no exceptions
+    outcomes = [o for o in validate(broken, suite) if not o.success]
+    assert [o.unexpected_rows for o in outcomes] == [(7,)]
 
 
 def test_clean_batches_pass_generated_suite(suite: dict, parts: tuple) -> None:

@@ -27,9 +27,15 @@ class SchemaCheck(Check):
     name = "schema"
     description = "Great Expectations suite: columns, types, nulls, ranges, value sets"
 
-    def __init__(self, suite: dict[str, Any] | None = None, range_margin: float = 0.25) -> None:
+    def __init__(
+        self,
+        suite: dict[str, Any] | None = None,
+        range_margin: float = 0.25,
+        range_mostly: float = 0.99,
+    ) -> None:
         self.suite = suite
         self.range_margin = range_margin
+        self.range_mostly = range_mostly
 
     def fit(self, reference: Table) -> Self:
         self.suite_ = self.suite or generate_suite(
@@ -37,6 +43,7 @@ class SchemaCheck(Check):
             reference.contract,
             name="generated_from_reference",
             range_margin=self.range_margin,
+            range_mostly=self.range_mostly,
         )
         return self
 
