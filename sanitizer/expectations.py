@@ -59,10 +59,10 @@ def generate_suite(
     than that: a stray extreme row is the outlier check's to judge, a shifted or
     rescaled column still fails here. A second range, the reference's widened by
     ``HARD_RANGE_FACTOR`` times its width on each side, admits no exception: a
-    value there is a broken record or a unit error, not a tail. A column constant in the reference gets no
-    range: one value says nothing of the spread (an edge pixel that is 0 in 900
-    reference images is non-zero in 0.3% of others); the backdoor and outlier checks
-    still see a value that turns up there.
+    value there is a broken record or a unit error, not a tail. A column constant
+    in the reference gets no range: one value says nothing of the spread (an edge
+    pixel that is 0 in 900 reference images is non-zero in 0.3% of others); the
+    backdoor and outlier checks still see a value that turns up there.
     """
     import pandas as pd
 
@@ -83,20 +83,22 @@ def generate_suite(
             if len(values) and values.nunique() > 1:
                 lo, hi = float(values.min()), float(values.max())
                 pad = range_margin * (hi - lo)
-                k = min(TAIL_ROWS, len(values)) - 1
-                tail_lo = float(values.nsmallest(k + 1).iloc[-1]) - lo
-                tail_hi = hi - float(values.nlargest(k + 1).iloc[-1])
+                tail = min(TAIL_ROWS, len(values))
+                tail_lo = float(values.nsmallest(tail).iloc[-1]) - lo
+                tail_hi = hi - float(values.nlargest(tail).iloc[-1])
+                # GX's mostly lies in [0, 1]; the config keeps range_mostly >= 0.5
+                mostly = min(range_mostly, max(0.5, 1.0 - TAIL_ROWS / len(values)))
                 exps.append(
                     _exp(
                         "expect_column_values_to_be_between",
                         column=col,
                         min_value=lo - max(pad, tail_lo),
                         max_value=hi + max(pad, tail_hi),
-                        mostly=min(range_mostly, 1.0 - TAIL_ROWS / len(values)),
+                        mostly=mostly,
                         meta={"reference_min": lo, "reference_max": hi},
                     )
                 )
-                if range_mostly < 1.0:  # and no value at all far beyond: gross errors
+                if mostly < 1.0:  # and no value at all far beyond: gross errors
                     span = HARD_RANGE_FACTOR * (hi - lo)
                     exps.append(
                         _exp(

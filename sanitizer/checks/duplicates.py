@@ -13,7 +13,7 @@ categoricals) differ by at most ``tolerance`` in every coordinate (Chebyshev
 distance; categories must match), directly or through one intermediate row
 (jittered copies are each close to their source record, not always to each
 other). Rows are first grouped by exact vector (a hash
-of the rounded encoding), then near twins are found by a radius search on the
+of the rounded encoding), then near twins are found by a grid search on the
 distinct vectors only, so low-cardinality data with thousands of identical rows
 stays cheap.
 
@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 MAX_REASONS = 1000
 DECIMALS = 9  # exact-duplicate grouping: encoded values equal to 9 decimals
 GRID_DIMS = (4, 6)  # coordinates of the candidate grid: a first try, then a finer one
-CANDIDATE_FACTOR = 5.0  # candidates allowed per final pair before searching all coordinates
-SEARCH_CHUNK = 20_000  # query rows per radius-search call (bounds memory)
+CANDIDATE_FACTOR = 5.0  # grid candidates allowed per near pair before a finer grid
+SEARCH_CHUNK = 20_000  # candidate rows verified per step (bounds memory)
 
 
 class DuplicatesCheck(Check):

@@ -55,6 +55,7 @@ MAX_REASONS = 1000
 MAX_CLASS_TESTS = 10  # with more classes, only the all-rows test (Bonferroni cost)
 CLASS_TEST_SHARE = 1.0 / 3.0  # share of alpha spent on the per-class tests
 Model = Literal["hgb", "logistic"]
+ScoreMode = Literal["knn", "model"]  # kNN agreement + model, or the model alone
 
 
 class LabelConsistencyCheck(Check):
@@ -206,12 +207,13 @@ class LabelConsistencyCheck(Check):
         agree = self._knn_agreement(x_fit, y_fit, self_rows=index_rows)
         # calibration: per-class sorted out-of-fold raw scores of the fitting rows, with
         # kNN agreement and (for large batches) of the model alone
+        raw_by_mode: dict[ScoreMode, np.ndarray] = {
+            "knn": self._raw(p_given, y_fit, agree),
+            "model": self._raw(p_given, y_fit, None),
+        }
         self.reference_raw_ = {
             mode: [np.sort(raw[y_fit == j]) for j in range(n_classes)]
-            for mode, raw in (
-                ("knn", self._raw(p_given, y_fit, agree)),
-                ("model", self._raw(p_given, y_fit, None)),
-            )
+            for mode, raw in raw_by_mode.items()
         }
         self.row_threshold_ = 1.0 - self.row_rate
         self.test_thresholds_ = np.array([1.0 - r for r in self.test_rates])
@@ -219,19 +221,21 @@ class LabelConsistencyCheck(Check):
         self.test_groups_ = [None] + (
             list(range(n_classes)) if n_classes <= MAX_CLASS_TESTS else []
         )
-        self.reference_rate_: dict[str, float] = {}
-        self.reference_test_counts_: dict[str, np.ndarray] = {}
-        for knn in (True, False):
-            if holdout is None:
-                raw = self._raw(p_given, y_fit, agree if knn else None)
-                scores, y_rate = self._calibrate(raw, y_fit, knn), y_fit
-            else:
-                y_rate = y_idx[holdout]
-                scores = self._score(x_all[holdout], y_rate, knn).scores
-            mode = "knn" if knn else "model"
-            self.n_reference_ = len(scores)
-            self.reference_rate_[mode] = float(np.mean(scores >= self.row_threshold_))
-            self.reference_test_counts_[mode] = np.array(
+        if holdout is None:
+            y_rate = y_fit
+            scores_by_mode = {m: self._calibrate(r, y_fit, m) for m, r in raw_by_mode.items()}
+        else:
+            y_rate = y_idx[holdout]
+            proba_h = self._predict(x_all[holdout], y_rate)
+            scores_by_mode = {
+                m: self._finish(x_all[holdout], y_rate, proba_h, m).scores for m in raw_by_mode
+            }
+        self.n_reference_ = len(y_rate)
+        self.reference_rate_ = {
+            m: float(np.mean(scores >= self.row_threshold_)) for m, scores in scores_by_mode.items()
+        }
+        self.reference_test_counts_ = {
+            m: np.array(
                 [
                     [
                         int(np.sum(_in_group(y_rate, g) & (scores >= t))),
@@ -241,6 +245,8 @@ class LabelConsistencyCheck(Check):
                     for t in self.test_thresholds_
                 ]
             )
+            for m, scores in scores_by_mode.items()
+        }
         log.debug(
             "label_consistency fitted: %d rows, %d classes, reference flag rate %.4f",
             n_all,
@@ -249,20 +255,28 @@ class LabelConsistencyCheck(Check):
         )
         return self
 
-    def _score(self, x: np.ndarray, y_idx: np.ndarray, knn: bool = True) -> _Scores:
-        """Score rows the models never saw: fold model by content hash, kNN (unless
-        ``knn`` is false), calibration."""
-        n = len(y_idx)
+    def _score(self, x: np.ndarray, y_idx: np.ndarray, mode: ScoreMode) -> _Scores:
+        """Score rows the models never saw: fold model by content hash, kNN agreement
+        (mode ``"knn"``; ``"model"``: the model alone), calibration."""
+        return self._finish(x, y_idx, self._predict(x, y_idx), mode)
+
+    def _predict(self, x: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
+        """Class probabilities of each row from the fold model its content hash picks."""
         fold = self._fold_of(x, y_idx)
-        proba = np.zeros((n, len(self.classes_)))
+        proba = np.zeros((len(y_idx), len(self.classes_)))
         with self._threads():
             for k, model in enumerate(self.models_):
                 rows = fold == k
                 if rows.any():
                     proba[rows] = _proba(model, x[rows], len(self.classes_))
-        p_given = proba[np.arange(n), y_idx]
-        agree = self._knn_agreement(x, y_idx) if knn else None
-        scores = self._calibrate(self._raw(p_given, y_idx, agree), y_idx, knn)
+        return proba
+
+    def _finish(
+        self, x: np.ndarray, y_idx: np.ndarray, proba: np.ndarray, mode: ScoreMode
+    ) -> _Scores:
+        p_given = proba[np.arange(len(y_idx)), y_idx]
+        agree = self._knn_agreement(x, y_idx) if mode == "knn" else None
+        scores = self._calibrate(self._raw(p_given, y_idx, agree), y_idx, mode)
         return _Scores(scores=scores, proba=proba, p_given=p_given, agree=agree)
 
     def _fold_of(self, x: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
@@ -318,10 +332,10 @@ class LabelConsistencyCheck(Check):
             return 1.0 - model_part
         return 1.0 - (self.knn_weight * agree + (1.0 - self.knn_weight) * model_part)
 
-    def _calibrate(self, raw: np.ndarray, y_idx: np.ndarray, knn: bool = True) -> np.ndarray:
+    def _calibrate(self, raw: np.ndarray, y_idx: np.ndarray, mode: ScoreMode) -> np.ndarray:
         """Mid-rank percentile of each raw value among reference rows of its label."""
         scores = np.zeros(len(raw))
-        for j, ref in enumerate(self.reference_raw_["knn" if knn else "model"]):
+        for j, ref in enumerate(self.reference_raw_[mode]):
             rows = y_idx == j
             if not rows.any() or ref.size == 0:
                 continue
@@ -350,9 +364,8 @@ class LabelConsistencyCheck(Check):
             self.classes_[np.minimum(y_idx, len(self.classes_) - 1)] == labels
         )
         y_idx = np.where(known, y_idx, 0)
-        knn = n <= self.knn_max_rows
-        mode = "knn" if knn else "model"
-        scored = self._score(x, y_idx, knn)
+        mode: ScoreMode = "knn" if n <= self.knn_max_rows else "model"
+        scored = self._score(x, y_idx, mode)
         proba, agree = scored.proba, scored.agree
         p_given = np.where(known, scored.p_given, 0.0)
         scores = np.where(known, scored.scores, 1.0)
@@ -390,7 +403,7 @@ class LabelConsistencyCheck(Check):
         message = (
             f"{flagged} of {n} rows ({rate:.2%}) have implausible labels; "
             f"clean reference rate {self.reference_rate_[mode]:.2%}, p = {p_value:.3g}"
-            + ("" if knn else " (model only: batch above knn_max_rows)")
+            + ("" if mode == "knn" else " (model only: batch above knn_max_rows)")
         )
         return self.result(
             status,
@@ -405,7 +418,7 @@ class LabelConsistencyCheck(Check):
                 "judged": True,
                 "flagged": flagged,
                 "reference_rate": self.reference_rate_[mode],
-                "knn": knn,
+                "knn": mode == "knn",
                 "row_threshold": self.row_threshold_,
                 "class_thresholds": dict(
                     zip(self.classes_.tolist(), self.class_thresholds_.tolist(), strict=True)

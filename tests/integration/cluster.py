@@ -433,37 +433,27 @@ class Cluster:
 
     # -- PostgreSQL and Redis -------------------------------------------------------
 
-    def _admin(self) -> Any:
+    def _admin_sql(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        """Run one statement on the admin database (autocommit); its first row, if any."""
         import sqlalchemy as sa
 
-        return sa.create_engine(_pg_url(PG_ADMIN_DB), isolation_level="AUTOCOMMIT")
-
-    def _create_database(self, name: str) -> None:
-        engine = self._admin()
+        engine = sa.create_engine(_pg_url(PG_ADMIN_DB), isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+                result = conn.exec_driver_sql(sql, params) if params else conn.exec_driver_sql(sql)
+                return result.first() if result.returns_rows else None
         finally:
             engine.dispose()
+
+    def _create_database(self, name: str) -> None:
+        self._admin_sql(f'CREATE DATABASE "{name}"')
         self._databases.append(name)
 
     def _drop_database(self, name: str) -> None:
-        engine = self._admin()
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            engine.dispose()
+        self._admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def database_exists(self, name: str) -> bool:
-        engine = self._admin()
-        try:
-            with engine.connect() as conn:
-                found = conn.exec_driver_sql(
-                    "SELECT 1 FROM pg_database WHERE datname = %(n)s", {"n": name}
-                ).first()
-        finally:
-            engine.dispose()
+        found = self._admin_sql("SELECT 1 FROM pg_database WHERE datname = %(n)s", {"n": name})
         return found is not None
 
     def _redis(self, db: int) -> Any:
