@@ -38,12 +38,13 @@ all tests, two thirds of alpha to the all-rows tests.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
-from sanitizer.checks._common import shared_encoder
+from sanitizer.checks._common import run_tasks, scoring_threads, shared_encoder
 from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REASONS = 1000
+PREDICT_BLOCK = 16_384  # rows per model call when scoring
 MAX_CLASS_TESTS = 10  # with more classes, only the all-rows test (Bonferroni cost)
 CLASS_TEST_SHARE = 1.0 / 3.0  # share of alpha spent on the per-class tests
 Model = Literal["hgb", "logistic"]
@@ -72,9 +74,11 @@ class LabelConsistencyCheck(Check):
     calibration: a kNN search for every row of a million-row batch costs more
     than all other checks together, and such a batch's test has power to spare
     without it), ``holdout`` (share of
-    the reference kept out of fitting to measure the clean flag rate), ``n_threads`` (native
-    threads for the model; 1 by default because scans share small machines and
-    OpenMP threads contend badly there; None = all cores), ``seed``.
+    the reference kept out of fitting to measure the clean flag rate), ``n_threads``
+    (threads scoring rows with the models, and fitting them; None, the default: one
+    for fitting and for batches below ``parallel_rows`` rows, the cores this process
+    may use above — each thread scores row blocks with one OpenMP thread, so threads
+    do not contend the way OpenMP teams do on a busy machine), ``seed``.
     """
 
     name = "label_consistency"
@@ -94,7 +98,8 @@ class LabelConsistencyCheck(Check):
         max_index_rows: int = 5_000,
         knn_max_rows: int = 50_000,
         holdout: float = 0.4,
-        n_threads: int | None = 1,
+        n_threads: int | None = None,
+        parallel_rows: int = 100_000,
         seed: int = 0,
     ) -> None:
         if not 0.0 < alpha < 1.0:
@@ -111,6 +116,8 @@ class LabelConsistencyCheck(Check):
             raise ValueError(f"knn_weight must be in [0, 1], got {knn_weight}")
         if not 0.1 <= holdout <= 0.9:
             raise ValueError(f"holdout must be in [0.1, 0.9], got {holdout}")
+        if n_threads is not None and n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
         self.alpha = alpha
         self.row_rate = row_rate
         self.test_rates = tuple(test_rates)
@@ -123,6 +130,7 @@ class LabelConsistencyCheck(Check):
         self.knn_max_rows = knn_max_rows
         self.holdout = holdout
         self.n_threads = n_threads
+        self.parallel_rows = parallel_rows
         self.seed = seed
 
     # -- fitting -------------------------------------------------------------------
@@ -145,6 +153,7 @@ class LabelConsistencyCheck(Check):
 
     def fit(self, reference: Table) -> Self:
         from sklearn.model_selection import KFold, StratifiedKFold
+        from threadpoolctl import threadpool_limits
 
         rng = np.random.default_rng(self.seed)
         self.encoder_ = shared_encoder(reference)
@@ -183,7 +192,7 @@ class LabelConsistencyCheck(Check):
         n_classes = len(self.classes_)
         proba = np.zeros((len(y_fit), n_classes))
         self.models_: list[Any] = []
-        with self._threads():
+        with threadpool_limits(limits=self.n_threads or 1):  # small fits: one thread
             for train, test in cv.split(x_fit, y_fit):
                 model = self._fit_model(x_fit[train], y_fit[train])
                 proba[test] = _proba(model, x_fit[test], n_classes)
@@ -261,14 +270,27 @@ class LabelConsistencyCheck(Check):
         return self._finish(x, y_idx, self._predict(x, y_idx), mode)
 
     def _predict(self, x: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
-        """Class probabilities of each row from the fold model its content hash picks."""
+        """Class probabilities of each row from the fold model its content hash picks.
+
+        Rows are scored in blocks (a block's rows stay in cache while every tree visits
+        them), by ``n_threads`` threads on large batches; a row's probabilities do not
+        depend on its block or thread.
+        """
         fold = self._fold_of(x, y_idx)
-        proba = np.zeros((len(y_idx), len(self.classes_)))
-        with self._threads():
-            for k, model in enumerate(self.models_):
-                rows = fold == k
-                if rows.any():
-                    proba[rows] = _proba(model, x[rows], len(self.classes_))
+        n_classes = len(self.classes_)
+        proba = np.zeros((len(y_idx), n_classes))
+
+        def task(model: Any, rows: np.ndarray) -> Callable[[], None]:
+            def score() -> None:
+                proba[rows] = _proba(model, x[rows], n_classes)
+
+            return score
+
+        tasks = []
+        for model, rows in zip(self.models_, _groups(fold, len(self.models_)), strict=True):
+            for start in range(0, len(rows), PREDICT_BLOCK):
+                tasks.append(task(model, rows[start : start + PREDICT_BLOCK]))
+        run_tasks(tasks, scoring_threads(self.n_threads, len(y_idx), self.parallel_rows))
         return proba
 
     def _finish(
@@ -283,20 +305,19 @@ class LabelConsistencyCheck(Check):
         """Which fold model scores each batch row: a hash of the row's content plus its
         occurrence number among identical rows, so identical rows are spread over the
         folds and a permutation of the batch permutes the assignment."""
-        code = np.round(x, 6) @ self.hash_weights_ + 0.618033988749895 * y_idx
+        code = np.empty(len(y_idx))
+        for start in range(0, len(y_idx), PREDICT_BLOCK):  # no rounded copy of all of x
+            block = slice(start, start + PREDICT_BLOCK)
+            code[block] = np.round(x[block], 6) @ self.hash_weights_
+        code += 0.618033988749895 * y_idx
         key = np.floor(np.abs(code) * 1e4 % 1e6).astype(np.int64)
-        order = np.lexsort((np.arange(len(key)), code))
+        order = np.argsort(code, kind="stable")  # ties in row order
         sorted_code = code[order]
         start = np.r_[True, sorted_code[1:] != sorted_code[:-1]]
         group_start = np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))
         occurrence = np.empty(len(key), dtype=np.int64)
         occurrence[order] = np.arange(len(order)) - group_start
         return (key + occurrence) % len(self.models_)
-
-    def _threads(self) -> Any:
-        from threadpoolctl import threadpool_limits
-
-        return threadpool_limits(limits=self.n_threads)
 
     def _build_index(self) -> None:
         from sklearn.neighbors import NearestNeighbors
@@ -358,11 +379,8 @@ class LabelConsistencyCheck(Check):
                 info={"judged": False},
             )
         x = batch.encoded(self.encoder_)
-        labels = np.asarray(batch.labels, dtype=str)
-        y_idx = np.searchsorted(self.classes_, labels)
-        known = (y_idx < len(self.classes_)) & (
-            self.classes_[np.minimum(y_idx, len(self.classes_) - 1)] == labels
-        )
+        y_idx = batch.label_codes(tuple(self.classes_.tolist()))
+        known = y_idx >= 0
         y_idx = np.where(known, y_idx, 0)
         mode: ScoreMode = "knn" if n <= self.knn_max_rows else "model"
         scored = self._score(x, y_idx, mode)
@@ -391,6 +409,7 @@ class LabelConsistencyCheck(Check):
         status: Status = "fail" if p_value < self.alpha else "pass"
         rate = flagged / n if n else 0.0
         reasons = {}
+        labels = batch.labels
         for pos in np.flatnonzero(flags)[:MAX_REASONS]:
             best = int(np.argmax(proba[pos]))
             neighbours = (
@@ -444,6 +463,13 @@ class _Scores:
     proba: np.ndarray  # class probabilities from the row's fold model
     p_given: np.ndarray  # probability of the row's own label
     agree: np.ndarray | None  # kNN label agreement in [0, 1] (None: model alone)
+
+
+def _groups(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """The positions holding each code ``0 .. n_groups - 1``, ascending (one stable sort)."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1))
+    return [order[bounds[g] : bounds[g + 1]] for g in range(n_groups)]
 
 
 def _in_group(y_idx: np.ndarray, group: int | None) -> np.ndarray:

@@ -249,3 +249,56 @@ def test_tiny_reference_with_a_singleton_class_and_no_feature_reference():
     bare = pd.DataFrame({"record_id": range(40), "label": [0, 1] * 20})
     result = LabelConsistencyCheck().fit(_table(bare, bare)).run(_table(bare, bare))
     assert result.status == "pass" and "no features" in result.message
+
+
+def test_threaded_block_scoring_gives_the_single_threaded_scores(data, monkeypatch):
+    """Large batches are scored in row blocks on several threads: same rows, same models,
+    so the same probabilities, scores, flags and p-value as one thread in one block."""
+    from sanitizer.checks import label_consistency
+
+    ref, pool = data
+    check = LabelConsistencyCheck(alpha=0.01, n_threads=1).fit(_table(ref, ref))
+    poisoned, _ = attacks.flip_labels_random(pool, "label", 5, rate=0.03)
+    table = _table(poisoned, ref)
+    single = check.run(table)
+    monkeypatch.setattr(label_consistency, "PREDICT_BLOCK", 257)
+    for threads, parallel_rows in [(None, 1), (2, 100_000), (3, 100_000)]:
+        check.n_threads, check.parallel_rows = threads, parallel_rows
+        threaded = check.run(table)
+        assert np.array_equal(threaded.row_scores, single.row_scores)
+        assert threaded.p_value == single.p_value and threaded.row_reasons == single.row_reasons
+    with pytest.raises(ValueError, match="n_threads"):
+        LabelConsistencyCheck(n_threads=0)
+
+
+def test_scoring_threads_default_to_the_process_cores_on_large_batches():
+    from sanitizer.checks._common import available_cores, scoring_threads
+
+    assert scoring_threads(None, 99_999, 100_000) == 1
+    assert scoring_threads(None, 100_000, 100_000) == available_cores() >= 1
+    assert scoring_threads(3, 10, 100_000) == 3
+
+
+def test_fold_assignment_in_blocks_equals_the_whole_matrix_hash(data, check, monkeypatch):
+    from sanitizer.checks import label_consistency
+
+    ref, pool = data
+    table = _table(pd.concat([pool, pool.iloc[:500]], ignore_index=True), ref)
+    x = table.encoded(check.encoder_)
+    y = table.label_codes(tuple(check.classes_.tolist()))
+    monkeypatch.setattr(label_consistency, "PREDICT_BLOCK", 100)
+    blocked = check._fold_of(x, y)
+    # the assignment as first written: one rounded copy of x, ties in row order by lexsort
+    code = np.round(x, 6) @ check.hash_weights_ + 0.618033988749895 * y
+    key = np.floor(np.abs(code) * 1e4 % 1e6).astype(np.int64)
+    order = np.lexsort((np.arange(len(key)), code))
+    sorted_code = code[order]
+    start = np.r_[True, sorted_code[1:] != sorted_code[:-1]]
+    group_start = np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))
+    occurrence = np.empty(len(key), dtype=np.int64)
+    occurrence[order] = np.arange(len(order)) - group_start
+    assert np.array_equal(blocked, (key + occurrence) % len(check.models_))
+    groups = label_consistency._groups(blocked, len(check.models_))
+    assert [g.tolist() for g in groups] == [
+        np.flatnonzero(blocked == k).tolist() for k in range(len(check.models_))
+    ]
