@@ -163,14 +163,15 @@ class BackdoorCheck(Check):
     def run(self, batch: Table) -> CheckResult:
         self._require_fitted("classes_", "ref_sorted_", "category_counts_", "whiten_")
         n = len(batch)
-        y = label_codes(batch.labels, self.classes_)
+        y = batch.label_codes(self.classes_)
         tests: list[_Tests] = []
-        x = batch.numeric
+        x = batch.numeric  # column-major: each column is contiguous
         for j, name in enumerate(self.numeric_):
             masses = self._point_masses(name, j, x)
             tests.append(masses)
-            cells = np.searchsorted(self.edges_[j], x[:, j])
-            cells = np.where(np.isnan(x[:, j]), -1, cells)
+            col = x[:, j]
+            cells = np.searchsorted(self.edges_[j], col)
+            cells[np.isnan(col)] = -1
             # Rows explained by a point mass do not also count in their bin's label
             # test: it would otherwise flag the bin's clean rows of the same label.
             for finding in masses.findings.values():
@@ -179,7 +180,7 @@ class BackdoorCheck(Check):
         for name, values, counts in zip(
             self.categorical_, self.category_values_, self.category_counts_, strict=True
         ):
-            codes = _category_codes(batch.prepared[name].to_numpy(dtype=object), values)
+            codes = batch.category_codes(name, values)
             tests.append(self._label_tests(name, codes, y, counts, [f"== {v}" for v in values]))
         # Two families (point masses, label associations), each with half of alpha
         # and its own Tarone count, so the many label cells do not dilute the few
@@ -324,30 +325,51 @@ class BackdoorCheck(Check):
         return (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
 
     def _spectral(self, batch: Table, y: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """Per class: the top principal direction of the whitened class rows, and each
+        row's squared projection on it (relative to the top eigenvalue).
+
+        Whitening is linear, so the whitened moments are ``w.T @ M @ w`` of the
+        moments ``M`` of the rows centred on the reference class mean: one pass over
+        the encoded batch in contiguous row blocks collects those for every class,
+        and the projections are one product of the batch with a vector per class.
+        """
         from scipy.special import erf
 
         z_all = batch.encoded(self.encoder_)
         out = np.zeros(len(batch))
         info: dict[str, float] = {}
-        for c, (mean, w) in self.whiten_.items():
-            rows = np.flatnonzero(y == c)
-            if len(rows) < 3:
-                continue
-            # whitened rows in blocks (two passes): memory stays a block, not the class
-            blocks = [rows[i : i + SPECTRAL_BLOCK] for i in range(0, len(rows), SPECTRAL_BLOCK)]
-            total, outer = np.zeros(w.shape[1]), np.zeros((w.shape[1], w.shape[1]))
-            for block in blocks:
-                z = (z_all[block] - mean) @ w
-                total += z.sum(axis=0)
-                outer += z.T @ z
-            center = total / len(rows)
-            cov = outer / len(rows) - np.outer(center, center)
+        classes = [c for c in self.whiten_ if np.count_nonzero(y == c) >= 3]
+        if not classes:
+            return out, info
+        width = z_all.shape[1]
+        count = dict.fromkeys(classes, 0)
+        total = {c: np.zeros(width) for c in classes}
+        outer = {c: np.zeros((width, width)) for c in classes}
+        for start in range(0, len(z_all), SPECTRAL_BLOCK):
+            z_block = z_all[start : start + SPECTRAL_BLOCK]
+            y_block = y[start : start + SPECTRAL_BLOCK]
+            for c in classes:
+                d = z_block[y_block == c] - self.whiten_[c][0]
+                count[c] += len(d)
+                total[c] += d.sum(axis=0)
+                outer[c] += d.T @ d
+        directions, offsets, scales = [], [], []
+        for c in classes:
+            mean, w = self.whiten_[c]
+            center = total[c] / count[c] @ w
+            cov = w.T @ (outer[c] / count[c]) @ w - np.outer(center, center)
             evals, evecs = np.linalg.eigh(cov)
             top = evecs[:, -1]
-            proj = np.concatenate([(((z_all[b] - mean) @ w - center) @ top) ** 2 for b in blocks])
-            d = w.shape[1]
-            edge = (1.0 + np.sqrt(d / len(rows))) ** 2
+            # ((z - mean) @ w - center) @ top == z @ (w @ top) - (mean @ w + center) @ top
+            directions.append(w @ top)
+            offsets.append(float((mean @ w + center) @ top))
+            scales.append(max(float(evals[-1]), 1e-12))
+            edge = (1.0 + np.sqrt(w.shape[1] / count[c])) ** 2
             info[self.classes_[c]] = float(evals[-1] / edge)
+        projected = z_all @ np.column_stack(directions)
+        for i, c in enumerate(classes):
+            rows = y == c
+            proj = (projected[rows, i] - offsets[i]) ** 2
             # chi-square(1) CDF of the projection scaled by the top eigenvalue
-            out[rows] = erf(np.sqrt(proj / max(evals[-1], 1e-12) / 2.0))
+            out[rows] = erf(np.sqrt(proj / scales[i] / 2.0))
         return out, info

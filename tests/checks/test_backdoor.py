@@ -225,3 +225,40 @@ def test_through_the_engine() -> None:
     assert report.verdict == "quarantine"
     assert set(report.flagged.index) == set(np.flatnonzero(mask))
     assert all(any(r.startswith("backdoor: ") for r in rs) for rs in report.flagged["reasons"])
+
+
+def _spectral_as_first_written(
+    check: BackdoorCheck, z_all: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, dict[str, float]]:
+    """The spectral signature with each class's rows whitened explicitly, twice."""
+    from scipy.special import erf
+
+    out, info = np.zeros(len(z_all)), {}
+    for c, (mean, w) in check.whiten_.items():
+        rows = np.flatnonzero(y == c)
+        if len(rows) < 3:
+            continue
+        z = (z_all[rows] - mean) @ w
+        center = z.mean(axis=0)
+        cov = z.T @ z / len(rows) - np.outer(center, center)
+        evals, evecs = np.linalg.eigh(cov)
+        proj = ((z - center) @ evecs[:, -1]) ** 2
+        info[check.classes_[c]] = float(evals[-1] / (1.0 + np.sqrt(w.shape[1] / len(rows))) ** 2)
+        out[rows] = erf(np.sqrt(proj / max(evals[-1], 1e-12) / 2.0))
+    return out, info
+
+
+@pytest.mark.parametrize("rows", [2, 3, 700, 4000])
+def test_spectral_moments_in_one_blocked_pass_equal_explicit_whitening(rows, monkeypatch) -> None:
+    from sanitizer.checks import backdoor
+
+    check, reference, pool, contract = fitted()
+    batch, _ = inject_trigger(pool.iloc[:rows].reset_index(drop=True), reference, rate=0.1, seed=4)
+    table = Table(batch, contract)
+    y = table.label_codes(check.classes_)
+    monkeypatch.setattr(backdoor, "SPECTRAL_BLOCK", 97)
+    scores, info = check._spectral(table, y)
+    expected, expected_info = _spectral_as_first_written(check, table.encoded(check.encoder_), y)
+    assert np.allclose(scores, expected, rtol=0, atol=1e-9)
+    assert info.keys() == expected_info.keys()
+    assert np.allclose(list(info.values()), list(expected_info.values()), rtol=1e-9)
