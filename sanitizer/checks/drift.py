@@ -39,6 +39,7 @@ by a negligible miscalibration.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -46,6 +47,8 @@ import numpy as np
 from sanitizer.checks._common import (
     label_codes,
     one_thread,
+    run_tasks,
+    scoring_threads,
     shared_encoder,
     split_indices,
     subsample,
@@ -59,6 +62,8 @@ log = logging.getLogger(__name__)
 
 MIN_EXPECTED = 5.0
 PROB_FLOOR = 1e-4
+PREDICT_BLOCK = 16_384  # rows per model call when scoring
+PARALLEL_ROWS = 100_000  # score larger row sets on every core this process may use
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -172,9 +177,10 @@ class DriftCheck(Check):
         stats: list[float] = []
         pvals: list[float] = []
         tested = subsample(np.arange(n), self.max_batch_rows, self.random_state + 2)
-        x = batch.numeric[tested] if len(tested) < n else batch.numeric
+        x = batch.numeric  # column-major: a column (and its sample) is one gather
         for j, col in enumerate(self.numeric_):
-            values = x[~np.isnan(x[:, j]), j]
+            values = x[tested, j] if len(tested) < n else x[:, j]
+            values = values[~np.isnan(values)]
             ref = self.ref_values_[j]
             if len(values) == 0 or len(ref) == 0:
                 continue
@@ -185,13 +191,10 @@ class DriftCheck(Check):
         for col, values, ref_counts in zip(
             self.categorical_, self.category_values_, self.category_counts_, strict=True
         ):
-            import pandas as pd
-
-            series = batch.prepared[col].iloc[tested]
-            codes = np.asarray(
-                pd.Index(list(values), dtype=object).get_indexer(series.to_numpy(dtype=object))
-            )
-            missing = series.isna().to_numpy()
+            codes = batch.category_codes(col, values)
+            missing = batch.missing(col)
+            if len(tested) < n:
+                codes, missing = codes[tested], missing[tested]
             counts = np.bincount(codes[codes >= 0], minlength=len(values)).astype(float)
             unseen = float(np.count_nonzero((codes < 0) & ~missing))
             batch_counts = np.append(counts, [float(missing.sum()), unseen])
@@ -199,7 +202,7 @@ class DriftCheck(Check):
             names.append(col)
             stats.append(stat)
             pvals.append(p)
-        y = label_codes(batch.labels, self.classes_)
+        y = batch.label_codes(self.classes_)
         batch_labels = np.bincount(y[y >= 0], minlength=len(self.classes_)).astype(float)
         stat, p = categorical_pvalue(self.label_counts_, batch_labels)
         names.append("label prior")
@@ -338,8 +341,17 @@ class ConditionalDriftCheck(Check):
         return self
 
     def _excess(self, x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> np.ndarray:
-        with one_thread():
-            proba = np.clip(self.model_.predict_proba(x), PROB_FLOOR, 1.0)
+        proba = np.empty((len(x), len(self.classes_)))
+
+        def task(rows: slice) -> Callable[[], None]:
+            def score() -> None:
+                proba[rows] = self.model_.predict_proba(x[rows])
+
+            return score
+
+        blocks = [slice(i, i + PREDICT_BLOCK) for i in range(0, len(x), PREDICT_BLOCK)]
+        run_tasks([task(b) for b in blocks], scoring_threads(None, len(x), PARALLEL_ROWS))
+        proba = np.clip(proba, PROB_FLOOR, 1.0)
         proba = proba * (prior / self.prior_)
         proba /= proba.sum(axis=1, keepdims=True)
         entropy = -(proba * np.log(proba)).sum(axis=1)
@@ -352,7 +364,7 @@ class ConditionalDriftCheck(Check):
         self._require_fitted("model_", "calibration_excess_")
         if self.model_ is None:
             return self.result("pass", "no model (one class or no features); nothing to test")
-        y = label_codes(batch.labels, self.classes_)
+        y = batch.label_codes(self.classes_)
         known = y >= 0
         k = len(self.classes_)
         prior = (np.bincount(y[known], minlength=k) + 0.5) / (known.sum() + 0.5 * k)

@@ -209,3 +209,23 @@ def test_through_the_engine_drift_warns_conditional_drift_quarantines() -> None:
     report = sanitizer.scan(flipped)
     assert report.verdict == "quarantine"
     assert {r.name: r for r in report.checks}["conditional_drift"].status == "fail"
+
+
+def test_excess_loss_scored_in_threaded_blocks_equals_one_call(monkeypatch) -> None:
+    from sanitizer.checks import drift as drift_module
+
+    _, conditional, _, pool, contract = fitted()
+    table = Table(pool, contract)
+    x = table.encoded(conditional.encoder_)
+    y = table.label_codes(conditional.classes_)
+    one = conditional._excess(x, y, conditional.prior_)
+    monkeypatch.setattr(drift_module, "PREDICT_BLOCK", 999)
+    monkeypatch.setattr(drift_module, "PARALLEL_ROWS", 1)
+    blocked = conditional._excess(x, y, conditional.prior_)
+    assert np.array_equal(one, blocked)
+    proba = np.clip(conditional.model_.predict_proba(x), 1e-4, 1.0) * (
+        conditional.prior_ / conditional.prior_
+    )
+    proba /= proba.sum(axis=1, keepdims=True)
+    expected = -np.log(proba[np.arange(len(y)), y]) + (proba * np.log(proba)).sum(axis=1)
+    assert np.allclose(one, expected, rtol=0, atol=1e-12)
