@@ -173,11 +173,12 @@ class DataContract:
 
     def numeric_matrix(self, batch: pd.DataFrame) -> Any:
         """The numeric features as one float64 matrix (NaN where missing), filled column
-        by column: no intermediate frame of float columns."""
+        by column: no intermediate frame of float columns. Column-major (Fortran order):
+        each column is one contiguous copy, and the checks read it column by column."""
         import numpy as np
         import pandas as pd
 
-        out = np.empty((len(batch), len(self.numeric)))
+        out = np.empty((len(batch), len(self.numeric)), order="F")
         for j, col in enumerate(self.numeric):
             values = pd.to_numeric(batch[col], errors="coerce")
             out[:, j] = values.to_numpy(dtype="float64", na_value=np.nan)
@@ -194,25 +195,49 @@ class DataContract:
 
 def label_keys(label: pd.Series) -> list[str]:
     """Labels as strings, with integral floats written as integers (``1.0`` → ``"1"``)."""
+    codes, keys = label_factors(label)
+    return list(keys[codes].tolist())
+
+
+def label_factors(label: pd.Series) -> tuple[Any, Any]:
+    """``(codes, keys)``: the label keys of :func:`label_keys` as ``keys[codes]``, with
+    ``keys`` one object array entry per distinct value (missing: ``"nan"``, last)."""
     import pandas as pd
 
     if _is_numeric(label):
         values = pd.to_numeric(label, errors="coerce")
         if (values.dropna() % 1 == 0).all():
-            return _texts(values, lambda v: str(int(v)), missing="nan").tolist()
-        return _texts(values, lambda v: repr(float(v)), missing="nan").tolist()
-    return _texts(label, str, missing="nan").tolist()
+            return _factors(values, lambda v: str(int(v)), missing="nan")
+        return _factors(values, lambda v: repr(float(v)), missing="nan")
+    return _factors(label, str, missing="nan")
+
+
+def category_factors(values: pd.Series) -> tuple[Any, Any]:
+    """``(codes, texts)`` of a categorical column as ``prepare`` writes it: ``texts[codes]``
+    with one ``str`` per distinct value and ``None`` (last) where the value is missing."""
+    return _factors(values, str, missing=None)
 
 
 def _texts(values: pd.Series, text: Callable[[Any], str], missing: str | None = None) -> Any:
     """``text(v)`` of every value (``missing`` where absent) as an object array, computed
     once per distinct value: a million rows of a few categories cost a few strings."""
+    codes, table = _factors(values, text, missing)
+    return table[codes]
+
+
+def _factors(
+    values: pd.Series, text: Callable[[Any], str], missing: str | None = None
+) -> tuple[Any, Any]:
+    """Row codes into a table of ``text(v)`` per distinct value, ``missing`` last (code
+    ``len(table) - 1``: a missing value's code indexes it, as a take does)."""
     import numpy as np
     import pandas as pd
 
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     table = np.array([text(v) for v in uniques] + [missing], dtype=object)
-    return table[codes]
+    codes = np.asarray(codes, dtype=np.intp)
+    codes[codes < 0] = len(table) - 1
+    return codes, table
 
 
 def _is_numeric(series: pd.Series) -> bool:

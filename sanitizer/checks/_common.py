@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,51 @@ def one_thread() -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity API (macOS)
+        return os.cpu_count() or 1
+
+
+def scoring_threads(n_threads: int | None, n_rows: int, min_rows: int) -> int:
+    """Threads to score ``n_rows`` rows with: ``n_threads`` if given, else one below
+    ``min_rows`` rows (small scores are not worth a pool) and ``available_cores()`` above."""
+    if n_threads is not None:
+        return max(1, int(n_threads))
+    return available_cores() if n_rows >= min_rows else 1
+
+
+def run_tasks(tasks: Sequence[Callable[[], None]], threads: int) -> None:
+    """Run ``tasks`` on ``threads`` Python threads, each with one OpenMP thread.
+
+    Meant for model predictions on row blocks: their native code releases the GIL,
+    and a pool pulling small blocks degrades gracefully on a busy machine, where
+    OpenMP teams that spin at barriers lose time to each other.
+    """
+    if threads <= 1 or len(tasks) <= 1:
+        with one_thread():
+            for task in tasks:
+                task()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, initializer=_one_openmp_thread) as pool:
+        for future in [pool.submit(task) for task in tasks]:
+            future.result()
+
+
+def _one_openmp_thread() -> None:
+    """Limit OpenMP to one thread in this (pool worker) thread; the limit is per thread
+    in OpenMP, so it neither leaks into nor depends on the caller."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="openmp")
 
 
 def shared_encoder(reference: Table) -> FeatureEncoder:

@@ -19,6 +19,10 @@ import numpy as np
 if TYPE_CHECKING:
     from sanitizer.table import Table
 
+#: Rows encoded at a time: a block of the column-major numeric matrix stays in cache
+#: while it is written row-major.
+TRANSFORM_BLOCK = 8192
+
 
 @dataclass(frozen=True)
 class FeatureEncoder:
@@ -61,22 +65,19 @@ class FeatureEncoder:
         return len(self.numeric) + sum(len(c) for c in self.categories)
 
     def transform(self, table: Table) -> np.ndarray:
-        """Encode ``table`` as an (n_rows, n_features) float64 matrix."""
+        """Encode ``table`` as an (n_rows, n_features) float64 matrix (C order)."""
         n = len(table)
         out = np.zeros((n, self.n_features))  # filled in place: one matrix, no temporaries
         k = len(self.numeric)
         if k:
-            x = out[:, :k]
-            np.subtract(table.numeric, self.center, out=x)
-            np.divide(x, self.scale, out=x)
-            x[np.isnan(x)] = 0.0
-        if self.categorical:
-            import pandas as pd
-
+            numeric = table.numeric  # column-major: copied over in cache-sized row blocks
+            for start in range(0, n, TRANSFORM_BLOCK):
+                x = out[start : start + TRANSFORM_BLOCK, :k]
+                np.subtract(numeric[start : start + TRANSFORM_BLOCK], self.center, out=x)
+                np.divide(x, self.scale, out=x)
+                x[np.isnan(x)] = 0.0
         for col, cats in zip(self.categorical, self.categories, strict=True):
-            idx = pd.Index(list(cats), dtype=object).get_indexer(
-                table.prepared[col].to_numpy(dtype=object)
-            )
+            idx = table.category_codes(col, cats)
             hit = np.flatnonzero(idx >= 0)
             out[hit, k + idx[hit]] = 1.0
             k += len(cats)
