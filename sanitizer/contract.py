@@ -160,7 +160,7 @@ class DataContract:
 
     def prepare(self, batch: pd.DataFrame, numeric: bool = True) -> pd.DataFrame:
         """A copy with numeric features as float64 (unless ``numeric`` is false: then
-        ``numeric_matrix`` holds them), categoricals as strings, labels as keys."""
+        ``numeric_columns`` holds them), categoricals as strings, labels as keys."""
         import pandas as pd
 
         out = pd.DataFrame(index=batch.index)
@@ -171,17 +171,20 @@ class DataContract:
         out[self.label] = label_keys(batch[self.label])
         return out
 
-    def numeric_matrix(self, batch: pd.DataFrame) -> Any:
-        """The numeric features as one float64 matrix (NaN where missing), filled column
-        by column: no intermediate frame of float columns. Column-major (Fortran order):
-        each column is one contiguous copy, and the checks read it column by column."""
+    def numeric_columns(self, batch: pd.DataFrame) -> list[Any]:
+        """Each numeric feature as a float64 array (NaN where missing): a read-only view
+        of the frame's own column where it is already float64, no copy."""
         import numpy as np
         import pandas as pd
 
-        out = np.empty((len(batch), len(self.numeric)), order="F")
-        for j, col in enumerate(self.numeric):
-            values = pd.to_numeric(batch[col], errors="coerce")
-            out[:, j] = values.to_numpy(dtype="float64", na_value=np.nan)
+        out = []
+        for col in self.numeric:
+            values = batch[col]
+            if values.dtype == np.float64:  # numpy float64: NaN already marks missing
+                out.append(values.to_numpy())
+            else:
+                numbers = pd.to_numeric(values, errors="coerce")
+                out.append(numbers.to_numpy(dtype="float64", na_value=np.nan))
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -76,9 +76,20 @@ class Table:
         return cache[column]
 
     @cached_property
+    def numeric_columns(self) -> list[np.ndarray]:
+        """The numeric features as float64 columns (NaN where missing), read-only: views of
+        the raw frame's float64 columns, so a scan does not copy the numeric data."""
+        return self.contract.numeric_columns(self.raw)
+
+    @cached_property
     def numeric(self) -> np.ndarray:
         """The numeric features as a float64 matrix (NaN where missing), column-major."""
-        return self.contract.numeric_matrix(self.raw)
+        import numpy as np
+
+        out = np.empty((len(self), len(self.numeric_columns)), order="F")
+        for j, values in enumerate(self.numeric_columns):
+            out[:, j] = values
+        return out
 
     def encoded(self, encoder: FeatureEncoder) -> np.ndarray:
         """The table encoded by ``encoder``, cached by the encoder's content so checks with

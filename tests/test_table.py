@@ -31,8 +31,10 @@ def test_label_and_category_codes_match_the_prepared_frame() -> None:
     batch = frame.iloc[::-1].assign(label=[1.0, 0.0, 1.0, 3.0, 0.0, 1.0, 1.0, 0.0])
     table = Table(batch, contract)
     prepared = table.prepared
-    assert table.labels.tolist() == prepared["label"].tolist() == list(
-        map(str, [1, 0, 1, 3, 0, 1, 1, 0])
+    assert (
+        table.labels.tolist()
+        == prepared["label"].tolist()
+        == list(map(str, [1, 0, 1, 3, 0, 1, 1, 0]))
     )
     for classes in [contract.label_classes, ("1", "0"), ()]:
         expected = label_codes(prepared["label"].to_numpy(dtype=object), classes)
@@ -76,3 +78,12 @@ def test_encoding_in_blocks_equals_one_pass(monkeypatch) -> None:  # type: ignor
     assert np.array_equal(whole[:, :2], expected)
     onehot = contract.prepare(frame)["city"].to_numpy()[:, None] == np.array(encoder.categories[0])
     assert np.array_equal(whole[:, 2:], onehot.astype(float))
+
+
+def test_numeric_columns_are_views_of_float_columns_and_converted_otherwise() -> None:
+    frame = _frame()
+    table = Table(frame, DataContract.from_reference(frame, CONFIG))
+    x, n = table.numeric_columns
+    assert np.shares_memory(x, frame["x"].to_numpy())
+    assert n.dtype == np.float64 and n.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    assert np.array_equal(np.column_stack([x, n]), table.numeric, equal_nan=True)

@@ -70,12 +70,17 @@ class FeatureEncoder:
         out = np.zeros((n, self.n_features))  # filled in place: one matrix, no temporaries
         k = len(self.numeric)
         if k:
-            numeric = table.numeric  # column-major: copied over in cache-sized row blocks
+            # the columns are gathered into a row-major block that stays in cache
+            columns = table.numeric_columns
+            block = np.empty((min(n, TRANSFORM_BLOCK), k))
             for start in range(0, n, TRANSFORM_BLOCK):
-                x = out[start : start + TRANSFORM_BLOCK, :k]
-                np.subtract(numeric[start : start + TRANSFORM_BLOCK], self.center, out=x)
+                x = block[: min(TRANSFORM_BLOCK, n - start)]
+                for j, values in enumerate(columns):
+                    x[:, j] = values[start : start + TRANSFORM_BLOCK]
+                np.subtract(x, self.center, out=x)
                 np.divide(x, self.scale, out=x)
                 x[np.isnan(x)] = 0.0
+                out[start : start + len(x), :k] = x
         for col, cats in zip(self.categorical, self.categories, strict=True):
             idx = table.category_codes(col, cats)
             hit = np.flatnonzero(idx >= 0)

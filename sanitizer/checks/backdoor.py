@@ -165,11 +165,11 @@ class BackdoorCheck(Check):
         n = len(batch)
         y = batch.label_codes(self.classes_)
         tests: list[_Tests] = []
-        x = batch.numeric  # column-major: each column is contiguous
+        columns = batch.numeric_columns  # contiguous float64 columns, no matrix copy
         for j, name in enumerate(self.numeric_):
-            masses = self._point_masses(name, j, x)
+            masses = self._point_masses(name, j, columns)
             tests.append(masses)
-            col = x[:, j]
+            col = columns[j]
             cells = np.searchsorted(self.edges_[j], col)
             cells[np.isnan(col)] = -1
             # Rows explained by a point mass do not also count in their bin's label
@@ -257,10 +257,10 @@ class BackdoorCheck(Check):
         hi = np.concatenate([edges, [srt[-1] if len(srt) else np.inf]])
         return [f"in [{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi, strict=True)]
 
-    def _point_masses(self, name: str, j: int, x_all: np.ndarray) -> _Tests:
+    def _point_masses(self, name: str, j: int, columns: list[np.ndarray]) -> _Tests:
         from scipy.stats import hypergeom
 
-        col = x_all[:, j]
+        col = columns[j]
         ok = ~np.isnan(col)
         vals = np.sort(col[ok])
         n_b = len(vals)
@@ -294,7 +294,7 @@ class BackdoorCheck(Check):
         for i in np.flatnonzero(effect_ok):
             u = cand[i]
             member = np.flatnonzero(col == uniq[u])
-            if _duplicate_rows(x_all[member]):
+            if _duplicate_rows(np.column_stack([c[member] for c in columns])):
                 # Whole-row copies are the duplicates check's finding, not a trigger.
                 effect_ok[i] = False
                 p[i] = 1.0

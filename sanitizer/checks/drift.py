@@ -177,14 +177,15 @@ class DriftCheck(Check):
         stats: list[float] = []
         pvals: list[float] = []
         tested = subsample(np.arange(n), self.max_batch_rows, self.random_state + 2)
-        x = batch.numeric  # column-major: a column (and its sample) is one gather
         for j, col in enumerate(self.numeric_):
-            values = x[tested, j] if len(tested) < n else x[:, j]
-            values = values[~np.isnan(values)]
+            column = batch.numeric_columns[j]
+            if len(tested) < n:
+                column = column[tested]
+            column = column[~np.isnan(column)]
             ref = self.ref_values_[j]
-            if len(values) == 0 or len(ref) == 0:
+            if len(column) == 0 or len(ref) == 0:
                 continue
-            res = ks_2samp(values, ref)
+            res = ks_2samp(column, ref)
             names.append(col)
             stats.append(float(res.statistic))
             pvals.append(float(res.pvalue))
