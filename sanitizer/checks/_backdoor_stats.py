@@ -12,6 +12,8 @@ MAX_CELL_SHARE = 0.5
 PRIOR_PSEUDO_ROWS = 200.0
 #: A point mass shared by more numeric columns than this is a copied row, not a trigger.
 MAX_TRIGGER_FEATURES = 3
+#: Grid cells over a column's bin edges for guessing a value's bin (see ``_cell_codes``).
+CELL_GRID = 4096
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,46 @@ def _bin_edges(sorted_values: np.ndarray, n_bins: int) -> np.ndarray:
         return (uniq[1:] + uniq[:-1]) / 2.0
     qs = np.quantile(sorted_values, np.linspace(0, 1, n_bins + 1)[1:-1])
     return np.unique(qs)
+
+
+def _cell_codes(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(edges, values)`` (edges strictly increasing), -1 where NaN.
+
+    A binary search per value costs ~35 ns at a million rows. Here a uniform grid
+    over the edges' range guesses each value's cell from a table (``CELL_GRID``
+    grid cells, so a guess is rarely off by more than one), and passes over the
+    values move every guess up or down until ``edges[c - 1] < v <= edges[c]``
+    holds, which defines the search's answer: exact, whatever the guess.
+    """
+    with np.errstate(all="ignore"):
+        scale = CELL_GRID / float(edges[-1] - edges[0]) if len(edges) >= 2 else np.inf
+    if not np.isfinite(scale):
+        cells = np.searchsorted(edges, values)
+        cells[np.isnan(values)] = -1
+        return cells
+    lo = float(edges[0])
+    guess_table = np.searchsorted(edges, lo + np.arange(CELL_GRID + 1) / scale)
+    with np.errstate(all="ignore"):
+        position = (values - lo) * scale  # NaN stays NaN: fmax/fmin turn it into 0
+    np.fmin(np.fmax(position, 0.0, out=position), CELL_GRID, out=position)
+    cells = guess_table[position.astype(np.intp)]
+    # padded[c] = edges[c - 1], padded[c + 1] = edges[c], with -inf / +inf at the ends
+    padded = np.concatenate([[-np.inf], edges, [np.inf]])
+    up = padded[cells + 1] < values  # edges[c] < v: the cell is further up
+    cells += up
+    rows = np.flatnonzero(up)  # the few moved rows may need another step
+    while len(rows):
+        rows = rows[padded[cells[rows] + 1] < values[rows]]
+        cells[rows] += 1
+    down = padded[cells] >= values  # edges[c - 1] >= v: further down (padded[0] = -inf)
+    down &= cells > 0
+    cells -= down
+    rows = np.flatnonzero(down)
+    while len(rows):
+        rows = rows[(padded[cells[rows]] >= values[rows]) & (cells[rows] > 0)]
+        cells[rows] -= 1
+    cells[np.isnan(values)] = -1
+    return cells
 
 
 def _cell_counts(cells: np.ndarray, y: np.ndarray, edges: np.ndarray, k: int) -> np.ndarray:

@@ -45,6 +45,7 @@ from sanitizer.checks._backdoor_stats import PRIOR_PSEUDO_ROWS as PRIOR_PSEUDO_R
 from sanitizer.checks._backdoor_stats import (
     _bin_edges,
     _category_codes,
+    _cell_codes,
     _cell_counts,
     _duplicate_rows,
     _Finding,
@@ -170,8 +171,7 @@ class BackdoorCheck(Check):
             masses = self._point_masses(name, j, columns)
             tests.append(masses)
             col = columns[j]
-            cells = np.searchsorted(self.edges_[j], col)
-            cells[np.isnan(col)] = -1
+            cells = _cell_codes(self.edges_[j], col)
             # Rows explained by a point mass do not also count in their bin's label
             # test: it would otherwise flag the bin's clean rows of the same label.
             for finding in masses.findings.values():
@@ -261,8 +261,8 @@ class BackdoorCheck(Check):
         from scipy.stats import hypergeom
 
         col = columns[j]
-        ok = ~np.isnan(col)
-        vals = np.sort(col[ok])
+        vals = col[~np.isnan(col)]  # a copy: sorted in place
+        vals.sort()
         n_b = len(vals)
         srt = self.ref_sorted_[j]
         m = len(srt)

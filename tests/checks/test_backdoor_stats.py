@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import hypergeom
 
-from sanitizer.checks._backdoor_stats import _hyper_max_pmf, _tarone_count
+from sanitizer.checks import _backdoor_stats
+from sanitizer.checks._backdoor_stats import _bin_edges, _cell_codes, _hyper_max_pmf, _tarone_count
 
 
 def test_tarone_count() -> None:
@@ -19,3 +23,41 @@ def test_hyper_max_pmf_is_the_pmf_at_the_largest_possible_count() -> None:
     total, successes, draws = np.array([50, 50, 20]), np.array([5, 30, 20]), np.array([10, 10, 7])
     expected = hypergeom.pmf(np.minimum(successes, draws), total, successes, draws)
     assert np.allclose(_hyper_max_pmf(total, successes, draws), expected)
+
+
+def _searched(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    cells = np.searchsorted(edges, values)
+    cells[np.isnan(values)] = -1
+    return cells
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_bins=st.integers(2, 60),
+    tail=st.sampled_from([0.0, 1.0, 3.0]),
+    grid=st.sampled_from([1, 3, 4096]),
+)
+def test_cell_codes_equal_a_binary_search(seed: int, n_bins: int, tail: float, grid: int) -> None:
+    """Whatever the grid's guesses (a 1-cell grid guesses badly), the fix-up is exact:
+    heavy tails, discrete columns, values on the edges, NaN and infinities."""
+    rng = np.random.default_rng(seed)
+    ref = rng.standard_t(df=1.0 + 10.0 / (1.0 + tail), size=2000) * 10.0**tail
+    if seed % 3 == 0:
+        ref = np.round(ref)
+    edges = _bin_edges(np.sort(ref), n_bins)
+    values = np.concatenate(
+        [rng.choice(ref, 500), edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf),
+         [np.nan, np.inf, -np.inf, 1e308, -1e308, 0.0, -0.0]]
+    )  # fmt: skip
+    rng.shuffle(values)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_backdoor_stats, "CELL_GRID", grid)
+        assert np.array_equal(_cell_codes(edges, values), _searched(edges, values))
+
+
+def test_cell_codes_with_fewer_than_two_edges_or_no_values() -> None:
+    for edges in [np.zeros(0), np.array([0.5]), np.array([1e-320, 2e-320])]:
+        values = np.array([np.nan, 0.0, 0.5, 1.0, -1.0])
+        assert np.array_equal(_cell_codes(edges, values), _searched(edges, values))
+    assert _cell_codes(np.array([0.0, 1.0]), np.zeros(0)).tolist() == []
