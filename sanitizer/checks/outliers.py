@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
@@ -34,6 +35,8 @@ import numpy as np
 from sanitizer.checks._common import (
     calibrated_percentile,
     one_thread,
+    run_tasks,
+    scoring_threads,
     shared_encoder,
     split_indices,
     subsample,
@@ -79,7 +82,8 @@ class OutlierCheck(Check):
     size limit, chosen by BIC), ``max_fit_rows`` (subsample for fitting),
     ``reg_covar`` (ridge on each covariance), ``min_ratio`` (a level counts only
     if it flags at least this many times its expected number of rows),
-    ``random_state``.
+    ``n_threads`` (threads scoring rows; None, the default: one below
+    ``parallel_rows`` rows, the cores this process may use above), ``random_state``.
     """
 
     name = "outliers"
@@ -95,6 +99,8 @@ class OutlierCheck(Check):
         max_fit_rows: int = 20_000,
         reg_covar: float = 1e-3,
         min_ratio: float = 3.0,
+        n_threads: int | None = None,
+        parallel_rows: int = 100_000,
         random_state: int = 0,
     ) -> None:
         if not 0.0 < alpha < 1.0:
@@ -107,6 +113,8 @@ class OutlierCheck(Check):
             raise ValueError(f"min_ratio must be >= 1, got {min_ratio!r}")
         if max_components < 1:
             raise ValueError("max_components must be >= 1")
+        if n_threads is not None and n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1 or None, got {n_threads!r}")
         self.alpha = alpha
         self.levels = tuple(levels)
         self.calibration_fraction = calibration_fraction
@@ -114,6 +122,8 @@ class OutlierCheck(Check):
         self.max_fit_rows = max_fit_rows
         self.reg_covar = reg_covar
         self.min_ratio = min_ratio
+        self.n_threads = n_threads
+        self.parallel_rows = parallel_rows
         self.random_state = random_state
 
     # -- fitting -----------------------------------------------------------------
@@ -155,13 +165,22 @@ class OutlierCheck(Check):
         return self
 
     def _score(self, x: np.ndarray) -> np.ndarray:
-        """Negative log-density, in chunks (the mixture's temporaries then stay small)."""
-        assert self.model_ is not None
+        """Negative log-density, in chunks (the mixture's temporaries then stay small),
+        on several threads for a large batch: a row's score does not depend on its chunk."""
+        model = self.model_
+        assert model is not None
         out = np.empty(len(x))
-        with one_thread():
-            for start in range(0, len(x), SCORE_CHUNK):
-                stop = start + SCORE_CHUNK
-                out[start:stop] = -self.model_.score_samples(x[start:stop])
+
+        def task(rows: slice) -> Callable[[], None]:
+            def score() -> None:
+                out[rows] = -model.score_samples(x[rows])
+
+            return score
+
+        tasks = [task(slice(s, s + SCORE_CHUNK)) for s in range(0, len(x), SCORE_CHUNK)]
+        threads = scoring_threads(self.n_threads, len(x), self.parallel_rows)
+        with one_thread():  # BLAS: one thread per task, the pool gives the parallelism
+            run_tasks(tasks, threads)
         return out
 
     # -- scanning ----------------------------------------------------------------

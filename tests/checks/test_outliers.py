@@ -119,6 +119,25 @@ def test_option_validation() -> None:
         OutlierCheck(levels=(1.5,))
     with pytest.raises(ValueError, match="min_ratio"):
         OutlierCheck(min_ratio=0.5)
+    with pytest.raises(ValueError, match="n_threads"):
+        OutlierCheck(n_threads=0)
+
+
+def test_threaded_chunked_scoring_gives_the_single_threaded_result(monkeypatch) -> None:
+    """Large batches are scored in chunks on several threads: same mixture, same rows,
+    so the same scores, flags and p-value as one thread."""
+    import sanitizer.checks.outliers as outliers_module
+
+    _, reference, pool, contract = fitted()
+    batch, _ = inject_outliers(pool.iloc[:3000].reset_index(drop=True), reference, 0.02, 5)
+    one = OutlierCheck(n_threads=1).fit(Table(reference, contract))
+    many = OutlierCheck(n_threads=3, parallel_rows=1).fit(Table(reference, contract))
+    monkeypatch.setattr(outliers_module, "SCORE_CHUNK", 256)  # 12 chunks over 3 threads
+    a, b = one.run(Table(batch, contract)), many.run(Table(batch, contract))
+    assert b.row_scores is not None and a.row_scores is not None
+    np.testing.assert_allclose(b.row_scores, a.row_scores, rtol=1e-12)
+    assert np.array_equal(b.row_flags, a.row_flags)
+    assert a.p_value == b.p_value and a.failed and b.failed
 
 
 def test_run_before_fit_raises() -> None:
