@@ -35,13 +35,14 @@ The batch p-value is the Bonferroni minimum of the three.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from sanitizer.checks._common import shared_encoder
+from sanitizer.checks._common import run_tasks, scoring_threads, shared_encoder
 from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
@@ -65,7 +66,9 @@ class DuplicatesCheck(Check):
     ``max_reference_rows`` and ``max_history_rows`` (size of the comparison set;
     the oldest history is dropped first), ``max_pairs_per_vector`` (near-twin search
     is abandoned for exact matching when the data is so dense at this tolerance
-    that vectors average more twins than this), ``seed``.
+    that vectors average more twins than this), ``n_threads`` (threads searching the
+    grid; None, the default: one below ``parallel_rows`` rows, the cores this process
+    may use above), ``seed``.
     """
 
     name = "duplicates"
@@ -80,6 +83,8 @@ class DuplicatesCheck(Check):
         max_reference_rows: int = 100_000,
         max_history_rows: int = 200_000,
         max_pairs_per_vector: float = 20.0,
+        n_threads: int | None = None,
+        parallel_rows: int = 100_000,
         seed: int = 0,
     ) -> None:
         if not 0.0 < alpha < 1.0:
@@ -88,12 +93,16 @@ class DuplicatesCheck(Check):
             raise ValueError(f"row_alpha must be in (0, 1), got {row_alpha}")
         if tolerance < 0:
             raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        if n_threads is not None and n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
         self.alpha = alpha
         self.row_alpha = row_alpha
         self.tolerance = tolerance
         self.max_reference_rows = max_reference_rows
         self.max_history_rows = max_history_rows
         self.max_pairs_per_vector = max_pairs_per_vector
+        self.n_threads = n_threads
+        self.parallel_rows = parallel_rows
         self.seed = seed
 
     # -- fitting and history ----------------------------------------------------------
@@ -237,6 +246,9 @@ class DuplicatesCheck(Check):
         pick = np.arange(vectors.n) if select is None else select
         n = len(pick)
         cells = np.floor(vectors.take(pick, dims) / self.tolerance).astype(np.int64)
+        # candidates are verified one coordinate at a time, the grid's own last: they
+        # are at most a cell apart there, while most fail on the first other coordinate
+        check = [j for j in range(vectors.width) if j not in set(dims.tolist())] + list(dims)
         salt = np.random.default_rng(self.seed).integers(1, 2**62, size=len(dims)) | 1
         # A linear hash of each cell (wrapping): a collision only adds candidates, which
         # are verified, and key(cell + offset) = key(cell) + key(offset), so the keys of
@@ -244,42 +256,56 @@ class DuplicatesCheck(Check):
         own = _cell_key(cells, salt)
         order = np.argsort(own, kind="stable")
         keys = own[order]
-        found_rows, found_cols = [np.arange(n)], [np.arange(n)]
-        total = 0
         # the same cell: every pair inside each run of equal keys; then half of the
         # neighbouring cells, so that each pair is found once
         run_start = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         run_end = np.repeat(np.r_[run_start[1:], n], np.diff(np.r_[run_start, n]))
         offsets = [o for o in product((-1, 0, 1), repeat=len(dims)) if o > (0,) * len(dims)]
-        for offset in [None, *offsets]:
-            if offset is None:
-                where, first, counts = np.arange(n), np.arange(n) + 1, run_end - np.arange(n) - 1
-            else:
-                with np.errstate(over="ignore"):
-                    shifted = keys + _cell_key(np.array([offset]), salt)[0]
-                lo = np.minimum(np.searchsorted(keys, shifted), n - 1)
-                counts = np.where(keys[lo] == shifted, run_end[lo] - lo, 0)
-                where = np.flatnonzero(counts)
-                first, counts = lo[where], counts[where]
-            total += int(counts.sum())
-            if total > max_candidates:
-                return None
-            for start in range(0, len(where), SEARCH_CHUNK):  # bounded memory per step
-                span = slice(start, start + SEARCH_CHUNK)
-                if not counts[span].any():
-                    continue
-                rows = np.repeat(where[span], counts[span])
-                ends = np.cumsum(counts[span])
-                cols = np.arange(len(rows)) + np.repeat(
-                    first[span] - ends + counts[span], counts[span]
-                )
-                rows, cols = order[rows], order[cols]
-                gap = np.max(
-                    np.abs(vectors.take(pick[rows]) - vectors.take(pick[cols])), axis=1, initial=0.0
-                )
-                keep = gap <= self.tolerance + 1e-12
-                found_rows += [rows[keep], cols[keep]]
-                found_cols += [cols[keep], rows[keep]]
+        found: list[list[np.ndarray]] = [[] for _ in range(len(offsets) + 1)]
+        total = [0]
+        lock = threading.Lock()
+
+        def probe(slot: int, offset: tuple[int, ...] | None) -> Callable[[], None]:
+            def task() -> None:
+                if total[0] > max_candidates:
+                    return  # over budget already: the caller falls back
+                if offset is None:
+                    where, first = np.arange(n), np.arange(n) + 1
+                    counts = run_end - np.arange(n) - 1
+                else:
+                    with np.errstate(over="ignore"):
+                        shifted = keys + _cell_key(np.array([offset]), salt)[0]
+                    lo = np.minimum(np.searchsorted(keys, shifted), n - 1)
+                    counts = np.where(keys[lo] == shifted, run_end[lo] - lo, 0)
+                    where = np.flatnonzero(counts)
+                    first, counts = lo[where], counts[where]
+                with lock:
+                    total[0] += int(counts.sum())
+                    if total[0] > max_candidates:
+                        return
+                for start in range(0, len(where), SEARCH_CHUNK):  # bounded memory per step
+                    span = slice(start, start + SEARCH_CHUNK)
+                    if not counts[span].any():
+                        continue
+                    rows = np.repeat(where[span], counts[span])
+                    ends = np.cumsum(counts[span])
+                    cols = np.arange(len(rows)) + np.repeat(
+                        first[span] - ends + counts[span], counts[span]
+                    )
+                    rows, cols = order[rows], order[cols]
+                    keep = vectors.within(pick[rows], pick[cols], self.tolerance + 1e-12, check)
+                    found[slot] += [rows[keep], cols[keep]]
+
+            return task
+
+        # numpy's searches and gathers release the GIL: the offsets run side by side
+        tasks = [probe(i, o) for i, o in enumerate([None, *offsets])]
+        run_tasks(tasks, scoring_threads(self.n_threads, n, self.parallel_rows))
+        if total[0] > max_candidates:
+            return None
+        pairs = [p for slot in found for p in slot]
+        found_rows = [np.arange(n), *pairs[0::2], *pairs[1::2]]
+        found_cols = [np.arange(n), *pairs[1::2], *pairs[0::2]]
         return np.concatenate(found_rows), np.concatenate(found_cols)
 
     # -- scanning --------------------------------------------------------------------
@@ -411,6 +437,41 @@ class _Rounded:
                 out[sel] = matrix[local] if dims is None else matrix[np.ix_(local, dims)]
         np.round(out, DECIMALS, out=out)
         out += 0.0  # no -0.0
+        return out
+
+    def within(self, a: np.ndarray, b: np.ndarray, limit: float, dims: list[int]) -> np.ndarray:
+        """Which pairs of rows (``a[i]``, ``b[i]``) differ by at most ``limit`` in every
+        coordinate: ``max |take(a) - take(b)| <= limit``, read one coordinate at a time
+        for the pairs still in the running (most candidate pairs fail on the first)."""
+        keep = np.arange(len(a))
+        where_a, where_b = self._locate(a), self._locate(b)
+        for j in dims:
+            if not len(keep):
+                break
+            gap = np.abs(self._column(*where_a, j) - self._column(*where_b, j))
+            ok = gap <= limit
+            keep = keep[ok]
+            where_a = (where_a[0][ok], where_a[1][ok])
+            where_b = (where_b[0][ok], where_b[1][ok])
+        out = np.zeros(len(a), dtype=bool)
+        out[keep] = True
+        return out
+
+    def _locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(part, row within the part) of stacked row numbers."""
+        rows = np.asarray(rows, dtype=np.int64)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        return part, rows - self.starts[part]
+
+    def _column(self, part: np.ndarray, local: np.ndarray, j: int) -> np.ndarray:
+        """Coordinate ``j`` of the located rows, rounded as ``take`` rounds it."""
+        out = np.empty(len(local))
+        for p, matrix in enumerate(self.parts):
+            sel = np.flatnonzero(part == p)
+            if len(sel):
+                out[sel] = matrix[local[sel], j]
+        np.round(out, DECIMALS, out=out)
+        out += 0.0
         return out
 
     def blocks(self, size: int = 1 << 16) -> Iterator[tuple[int, np.ndarray]]:

@@ -179,6 +179,8 @@ def test_tiny_batch_and_bad_usage(data, check):
         DuplicatesCheck().add_history(_table(pool.iloc[:3], ref))
     with pytest.raises(ValueError, match="tolerance"):
         DuplicatesCheck(tolerance=-1)
+    with pytest.raises(ValueError, match="n_threads"):
+        DuplicatesCheck(n_threads=0)
 
 
 @settings(max_examples=10, deadline=None)
@@ -206,16 +208,25 @@ def test_reference_without_features_is_one_vector():
     assert result.status == "pass" and not result.row_flags.any()
 
 
-@pytest.mark.parametrize("dims", [1, 3, 12])
-def test_grid_search_finds_exactly_the_brute_force_pairs(dims):
+@pytest.mark.parametrize(("dims", "threads"), [(1, 1), (3, 1), (12, 1), (3, 3), (4, 2)])
+def test_grid_search_finds_exactly_the_brute_force_pairs(dims, threads):
+    """One thread or several (the grid's offsets searched side by side): the same pairs."""
     rng = np.random.default_rng(3)
     base = rng.normal(size=(400, 12))
     near = base[:60] + rng.uniform(-0.049, 0.049, size=(60, 12))
     vectors = np.vstack([base, near, near[:5] + 0.03, base[:10]])
-    check = DuplicatesCheck(tolerance=0.05)
+    check = DuplicatesCheck(tolerance=0.05, n_threads=threads)
     fast = check._grid_pairs(_Rounded([vectors[:300], vectors[300:]]), np.arange(dims), np.inf)
     assert fast is not None
     gap = np.abs(vectors[:, None, :] - vectors[None, :, :]).max(axis=2)
     brute = sorted(zip(*np.nonzero(gap <= 0.05 + 1e-12), strict=True))
     assert sorted(zip(*(a.tolist() for a in fast), strict=True)) == brute
     assert len(brute) > len(vectors)  # the planted near twins are there
+
+
+def test_grid_search_gives_up_over_its_candidate_budget_on_any_thread_count():
+    vectors = np.zeros((200, 3))  # one cell: 200 * 199 / 2 candidate pairs
+    for threads in (1, 2):
+        check = DuplicatesCheck(tolerance=0.05, n_threads=threads)
+        assert check._grid_pairs(_Rounded([vectors]), np.arange(2), 1000) is None
+        assert check._grid_pairs(_Rounded([vectors]), np.arange(2), 1e6) is not None
