@@ -52,6 +52,7 @@ class Table:
         if key not in cache:
             codes, keys = self._label_factors
             cache[key] = _positions(keys, key)[codes]
+            cache[key].flags.writeable = False  # shared by the checks: read-only
         return cache[key]
 
     def category_codes(self, column: str, categories: tuple[str, ...]) -> np.ndarray:

@@ -40,6 +40,8 @@ def test_label_and_category_codes_match_the_prepared_frame() -> None:
         expected = label_codes(prepared["label"].to_numpy(dtype=object), classes)
         assert np.array_equal(table.label_codes(classes), expected)
     assert table.label_codes(("0", "1", "2")).tolist() == [1, 0, 1, -1, 0, 1, 1, 0]
+    assert table.label_codes(("0", "1", "2")) is table.label_codes(("0", "1", "2"))
+    assert not table.label_codes(("0", "1", "2")).flags.writeable
     for categories in [("a", "b"), ("c", "b", "a"), ("None",), ()]:
         expected = label_codes(prepared["city"].to_numpy(dtype=object), categories)
         assert np.array_equal(table.category_codes("city", categories), expected)
