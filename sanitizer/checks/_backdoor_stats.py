@@ -144,8 +144,9 @@ def _label_tests(
         p[effect_ok] = hypergeom.sf(b[sel] - 1, big_n.repeat(k, axis=1)[sel], succ[sel], draws[sel])
     p = np.where(np.isfinite(p), p, 1.0)
     findings: dict[int, _Lazy] = {}
-    valid = np.flatnonzero(ok)
-    for idx in np.flatnonzero(effect_ok):
+    hits = np.flatnonzero(effect_ok)
+    valid = np.flatnonzero(ok) if len(hits) else np.zeros(0, dtype=np.intp)  # only if needed
+    for idx in hits:
         cell, cls = divmod(int(idx), k)
         findings[int(idx)] = _Lazy(
             kind="label",
