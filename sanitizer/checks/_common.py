@@ -43,22 +43,54 @@ def scoring_threads(n_threads: int | None, n_rows: int, min_rows: int) -> int:
 
 
 def run_tasks(tasks: Sequence[Callable[[], None]], threads: int) -> None:
-    """Run ``tasks`` on ``threads`` Python threads, each with one OpenMP thread.
+    """Run ``tasks`` on ``threads`` threads (the caller's and ``threads - 1`` helpers),
+    each with one OpenMP thread.
 
     Meant for model predictions on row blocks: their native code releases the GIL,
-    and a pool pulling small blocks degrades gracefully on a busy machine, where
-    OpenMP teams that spin at barriers lose time to each other.
+    and threads pulling small blocks degrade gracefully on a busy machine, where
+    OpenMP teams that spin at barriers lose time to each other. The caller works
+    too: every extra thread gets a malloc arena of its own, which holds on to the
+    memory its tasks allocated. The first exception stops the run and is raised.
     """
-    if threads <= 1 or len(tasks) <= 1:
+    threads = min(threads, len(tasks))
+    if threads <= 1:
         with one_thread():
             for task in tasks:
                 task()
         return
-    from concurrent.futures import ThreadPoolExecutor
+    import threading
 
-    with ThreadPoolExecutor(threads, initializer=_one_openmp_thread) as pool:
-        for future in [pool.submit(task) for task in tasks]:
-            future.result()
+    pending = iter(tasks)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def drain() -> None:
+        while not errors:
+            with lock:
+                task = next(pending, None)
+            if task is None:
+                return
+            try:
+                task()
+            except BaseException as exc:  # re-raised by the caller
+                errors.append(exc)
+
+    def helper() -> None:
+        _one_openmp_thread()
+        drain()
+
+    helpers = [threading.Thread(target=helper, daemon=True) for _ in range(threads - 1)]
+    for thread in helpers:
+        thread.start()
+    try:
+        with one_thread():
+            drain()
+    finally:
+        errors.append(StopIteration())  # helpers stop after their current task
+        for thread in helpers:
+            thread.join()
+    if not isinstance(errors[0], StopIteration):
+        raise errors[0]
 
 
 def _one_openmp_thread() -> None:

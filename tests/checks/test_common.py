@@ -1,0 +1,48 @@
+"""Shared check helpers: the thread runner used to score row blocks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from sanitizer.checks._common import run_tasks
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_run_tasks_runs_every_task_once_with_one_openmp_thread(threads: int) -> None:
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    before = _openmp_effective_n_threads()
+    seen: list[tuple[int, str, int]] = []
+    lock = threading.Lock()
+
+    def task(i: int):  # type: ignore[no-untyped-def]
+        def run() -> None:
+            with lock:
+                seen.append((i, threading.current_thread().name, _openmp_effective_n_threads()))
+
+        return run
+
+    run_tasks([task(i) for i in range(20)], threads)
+    assert sorted(i for i, _, _ in seen) == list(range(20))
+    assert {n for _, _, n in seen} == {1}
+    assert len({name for _, name, _ in seen}) <= threads
+    assert _openmp_effective_n_threads() == before  # the caller's limit is restored
+
+
+def test_run_tasks_raises_the_first_error_and_stops() -> None:
+    ran: list[int] = []
+
+    def task(i: int):  # type: ignore[no-untyped-def]
+        def run() -> None:
+            if i == 3:
+                raise ValueError("block 3")
+            ran.append(i)
+
+        return run
+
+    with pytest.raises(ValueError, match="block 3"):
+        run_tasks([task(i) for i in range(200)], 2)
+    assert len(ran) < 199
+    run_tasks([], 2)  # nothing to do
