@@ -315,11 +315,8 @@ class DuplicatesCheck(Check):
 
         self._require_fitted("encoder_", "classes_", "pair_rate_")
         n = len(batch)
-        labels = np.asarray(batch.labels, dtype=str)
-        y = np.searchsorted(self.classes_, labels)
-        known = (y < len(self.classes_)) & (
-            self.classes_[np.minimum(y, len(self.classes_) - 1)] == labels
-        )
+        y = batch.label_codes(tuple(self.classes_.tolist()))  # -1: a label never seen
+        known = y >= 0
         y = np.where(known, y, 0)
         comp_y = np.concatenate([self.reference_y_, self.history_y_])
         m = len(comp_y)
