@@ -1,7 +1,8 @@
 """Detection quality of the sanitizer against poisoning attacks, with baselines.
 
 Reproducible: every number comes from data generated or shipped offline
-(scikit-learn's built-in data sets and synthetic tables) and fixed seeds.
+(scikit-learn's built-in data sets, synthetic tables and, with ``--held-out``,
+statsmodels' bundled survey data) and fixed seeds.
 
     .venv/bin/python benchmarks/detection.py            # full run (~15 min on 2 cores)
     .venv/bin/python benchmarks/detection.py --quick    # smoke run (~2 min)
