@@ -254,14 +254,20 @@ class DriftCheck(Check):
         from scipy.stats import mannwhitneyu
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        rng = np.random.default_rng(self.random_state)
+        # one independent stream per random choice (seeds rs, rs + 1 reused across
+        # choices gave correlated draws)
+        seeds = [
+            int(s.generate_state(1)[0])
+            for s in np.random.SeedSequence([self.random_state, 7]).spawn(5)
+        ]
+        rng = np.random.default_rng(seeds[0])
         ref = self.reference_encoded_
-        bat = batch_x[subsample(np.arange(len(batch_x)), self.max_rows, self.random_state)]
+        bat = batch_x[subsample(np.arange(len(batch_x)), self.max_rows, seeds[1])]
         # The AUC's variance is set by the smaller side: more than 4 reference rows per
         # batch row buys little power and costs time on small batches.
-        ref = ref[subsample(np.arange(len(ref)), max(4 * len(bat), 400), self.random_state)]
-        ref_fit, ref_test = split_indices(len(ref), 0.5, self.random_state)
-        bat_fit, bat_test = split_indices(len(bat), 0.5, self.random_state + 1)
+        ref = ref[subsample(np.arange(len(ref)), max(4 * len(bat), 400), seeds[2])]
+        ref_fit, ref_test = split_indices(len(ref), 0.5, seeds[3])
+        bat_fit, bat_test = split_indices(len(bat), 0.5, seeds[4])
         if min(len(ref_test), len(bat_test), len(ref_fit), len(bat_fit)) < 5:
             return 0.5, 1.0
         xs = np.vstack([ref[ref_fit], bat[bat_fit]])

@@ -63,6 +63,20 @@ def test_clean_batches_rarely_fail() -> None:
     assert conditional_failed <= 1
 
 
+def test_domain_classifier_pvalues_on_a_clean_batch_look_uniform_over_random_states() -> None:
+    """Each random state draws its own subsamples, splits and model seed (independent
+    streams): over 20 states, a clean batch's domain-test p-values are about uniform."""
+    _, _, reference, pool, contract = fitted()
+    batch = Table(pool.iloc[:8000].reset_index(drop=True), contract)
+    ref = Table(reference, contract)
+    pvalues = []
+    for state in range(20):
+        check = DriftCheck(random_state=state, max_rows=1000).fit(ref)
+        pvalues.append(check._domain_test(batch.encoded(check.encoder_))[1])
+    assert sum(p < 0.01 for p in pvalues) <= 1  # P(>= 2 of 20) = 1.7% if uniform
+    assert 0.2 < float(np.median(pvalues)) < 0.8
+
+
 def test_covariate_shift_is_drift_but_not_conditional_drift() -> None:
     drift, conditional, _, pool, contract = fitted()
     batch = covariate_shift(pool, 3000, seed=3, strength=0.4)
