@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sanitizer.checks._common import label_codes
 from sanitizer.config import SanitizerConfig
 from sanitizer.contract import DataContract
 from sanitizer.table import Table
@@ -23,6 +22,11 @@ def _frame() -> pd.DataFrame:
             "label": [1.0, 0.0, 1.0, 2.0, 0.0, 1.0, 1.0, 0.0],
         }
     )
+
+
+def label_codes(values: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    """The per-row lookup the Table's codes replace: position in ``classes``, -1 if absent."""
+    return np.asarray(pd.Index(list(classes), dtype=object).get_indexer(values), dtype=np.int64)
 
 
 def test_label_and_category_codes_match_the_prepared_frame() -> None:

@@ -252,12 +252,6 @@ def _cell_counts(cells: np.ndarray, y: np.ndarray, edges: np.ndarray, k: int) ->
     return counts.reshape(n_cells, k).astype(float)
 
 
-def _category_codes(values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
-    import pandas as pd
-
-    return np.asarray(pd.Index(list(categories), dtype=object).get_indexer(values), dtype=np.int64)
-
-
 def _whitening(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = rows.mean(axis=0)
     cov = np.cov(rows, rowvar=False).reshape(rows.shape[1], rows.shape[1])

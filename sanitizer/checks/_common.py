@@ -116,14 +116,6 @@ def shared_encoder(reference: Table) -> FeatureEncoder:
     return encoder
 
 
-def label_codes(labels: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
-    """Position of each label in ``classes`` (-1 if absent), vectorised."""
-    import pandas as pd
-
-    index = pd.Index(list(classes), dtype=object)
-    return np.asarray(index.get_indexer(np.asarray(labels, dtype=object)), dtype=np.int64)
-
-
 def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A random split of ``range(n)`` into (fit, held-out) with ``fraction`` held out."""
     order = np.random.default_rng(seed).permutation(n)

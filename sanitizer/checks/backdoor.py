@@ -44,7 +44,6 @@ from sanitizer.checks._backdoor_stats import MAX_TRIGGER_FEATURES as MAX_TRIGGER
 from sanitizer.checks._backdoor_stats import PRIOR_PSEUDO_ROWS as PRIOR_PSEUDO_ROWS
 from sanitizer.checks._backdoor_stats import (
     _bin_edges,
-    _category_codes,
     _cell_codes,
     _cell_counts,
     _duplicate_rows,
@@ -58,7 +57,7 @@ from sanitizer.checks._backdoor_stats import (
     _Tests,
     _whitening,
 )
-from sanitizer.checks._common import label_codes, shared_encoder
+from sanitizer.checks._common import shared_encoder
 from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
@@ -122,7 +121,7 @@ class BackdoorCheck(Check):
         if n > self.max_reference_rows:
             rng = np.random.default_rng(self.random_state)
             keep = np.sort(rng.choice(n, self.max_reference_rows, replace=False))
-        y = label_codes(reference.labels[keep], self.classes_)
+        y = reference.label_codes(self.classes_)[keep]
         k = len(self.classes_)
         self.prior_counts_ = np.bincount(y, minlength=k).astype(float)
         self.numeric_: tuple[str, ...] = contract.numeric
@@ -145,7 +144,7 @@ class BackdoorCheck(Check):
             series = reference.prepared[cname].iloc[keep]
             values = tuple(str(v) for v in series.value_counts().index[:MAX_CATEGORIES])
             self.category_values_.append(values)
-            codes = _category_codes(series.to_numpy(dtype=object), values)
+            codes = reference.category_codes(cname, values)[keep]
             ok = codes >= 0
             counts = np.bincount(codes[ok] * k + y[ok], minlength=len(values) * k)
             self.category_counts_.append(counts.reshape(len(values), k).astype(float))

@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from sanitizer.checks._common import (
-    label_codes,
     one_thread,
     run_tasks,
     scoring_threads,
@@ -161,7 +160,7 @@ class DriftCheck(Check):
             missing = float(series.isna().sum())
             self.category_counts_.append(np.append(counts.to_numpy(dtype=float), missing))
         self.classes_: tuple[str, ...] = contract.label_classes
-        y = label_codes(reference.labels, self.classes_)
+        y = reference.label_codes(self.classes_)
         self.label_counts_ = np.bincount(y, minlength=len(self.classes_)).astype(float)
         self.encoder_ = shared_encoder(reference)
         rows = subsample(np.arange(n), self.max_rows, self.random_state + 1)
@@ -329,7 +328,7 @@ class ConditionalDriftCheck(Check):
         self.encoder_ = shared_encoder(reference)
         self.classes_: tuple[str, ...] = reference.contract.label_classes
         x = reference.encoded(self.encoder_)
-        y = label_codes(reference.labels, self.classes_)
+        y = reference.label_codes(self.classes_)
         k = len(self.classes_)
         self.prior_ = (np.bincount(y, minlength=k) + 0.5) / (len(y) + 0.5 * k)
         fit_idx, cal_idx = split_indices(len(x), self.calibration_fraction, self.random_state)

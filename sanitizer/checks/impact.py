@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from sanitizer.checks._common import (
-    label_codes,
     one_thread,
     shared_encoder,
     split_indices,
@@ -79,7 +78,7 @@ class ImpactCheck(Check):
         self.encoder_ = shared_encoder(reference)
         self.classes_: tuple[str, ...] = reference.contract.label_classes
         x = reference.encoded(self.encoder_)
-        y = label_codes(reference.labels, self.classes_)
+        y = reference.label_codes(self.classes_)
         train, holdout = split_indices(len(x), self.holdout_fraction, self.random_state)
         train = subsample(train, self.max_train_rows, self.random_state)
         holdout = subsample(holdout, self.max_holdout_rows, self.random_state + 1)
@@ -125,7 +124,7 @@ class ImpactCheck(Check):
                 f"skipped: batch has {n} rows, more than max_batch_rows={self.max_batch_rows}",
                 info={"skipped": True},
             )
-        y = label_codes(batch.labels, self.classes_)
+        y = batch.label_codes(self.classes_)
         known = y >= 0
         x = np.vstack([self.train_x_, batch.encoded(self.encoder_)[known]])
         loss = self._holdout_loss(x, np.concatenate([self.train_y_, y[known]]))
