@@ -93,6 +93,30 @@ def run_tasks(tasks: Sequence[Callable[[], None]], threads: int) -> None:
         raise errors[0]
 
 
+def fill_rows(
+    out: np.ndarray,
+    jobs: Sequence[tuple[Any, Callable[[Any], np.ndarray]]],
+    threads: int,
+) -> None:
+    """``out[rows] = score(rows)`` for every ``(rows, score)`` job, on ``threads`` threads
+    (``run_tasks``; BLAS held to one thread each). For scoring row blocks with a model:
+    a row's score must not depend on its block."""
+
+    def task(rows: Any, score: Callable[[Any], np.ndarray]) -> Callable[[], None]:
+        def run() -> None:
+            out[rows] = score(rows)
+
+        return run
+
+    with one_thread():
+        run_tasks([task(rows, score) for rows, score in jobs], threads)
+
+
+def row_blocks(n: int, size: int) -> list[slice]:
+    """``range(n)`` as consecutive slices of at most ``size`` rows."""
+    return [slice(start, start + size) for start in range(0, n, size)]
+
+
 def _one_openmp_thread() -> None:
     """Limit OpenMP to one thread in this (pool worker) thread; the limit is per thread
     in OpenMP, so it neither leaks into nor depends on the caller."""

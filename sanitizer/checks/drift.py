@@ -39,14 +39,14 @@ by a negligible miscalibration.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from sanitizer.checks._common import (
+    fill_rows,
     one_thread,
-    run_tasks,
+    row_blocks,
     scoring_threads,
     shared_encoder,
     split_indices,
@@ -349,14 +349,11 @@ class ConditionalDriftCheck(Check):
     def _excess(self, x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> np.ndarray:
         proba = np.empty((len(x), len(self.classes_)))
 
-        def task(rows: slice) -> Callable[[], None]:
-            def score() -> None:
-                proba[rows] = self.model_.predict_proba(x[rows])
+        def score(rows: slice) -> np.ndarray:
+            return np.asarray(self.model_.predict_proba(x[rows]))
 
-            return score
-
-        blocks = [slice(i, i + PREDICT_BLOCK) for i in range(0, len(x), PREDICT_BLOCK)]
-        run_tasks([task(b) for b in blocks], scoring_threads(None, len(x), PARALLEL_ROWS))
+        jobs = [(rows, score) for rows in row_blocks(len(x), PREDICT_BLOCK)]
+        fill_rows(proba, jobs, scoring_threads(None, len(x), PARALLEL_ROWS))
         proba = np.clip(proba, PROB_FLOOR, 1.0)
         proba = proba * (prior / self.prior_)
         proba /= proba.sum(axis=1, keepdims=True)

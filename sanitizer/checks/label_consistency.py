@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
-from sanitizer.checks._common import run_tasks, scoring_threads, shared_encoder
+from sanitizer.checks._common import fill_rows, row_blocks, scoring_threads, shared_encoder
 from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
@@ -280,17 +280,15 @@ class LabelConsistencyCheck(Check):
         n_classes = len(self.classes_)
         proba = np.zeros((len(y_idx), n_classes))
 
-        def task(model: Any, rows: np.ndarray) -> Callable[[], None]:
-            def score() -> None:
-                proba[rows] = _proba(model, x[rows], n_classes)
+        def scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+            return lambda rows: _proba(model, x[rows], n_classes)
 
-            return score
-
-        tasks = []
-        for model, rows in zip(self.models_, _groups(fold, len(self.models_)), strict=True):
-            for start in range(0, len(rows), PREDICT_BLOCK):
-                tasks.append(task(model, rows[start : start + PREDICT_BLOCK]))
-        run_tasks(tasks, scoring_threads(self.n_threads, len(y_idx), self.parallel_rows))
+        jobs = [
+            (rows[block], scorer(model))
+            for model, rows in zip(self.models_, _groups(fold, len(self.models_)), strict=True)
+            for block in row_blocks(len(rows), PREDICT_BLOCK)
+        ]
+        fill_rows(proba, jobs, scoring_threads(self.n_threads, len(y_idx), self.parallel_rows))
         return proba
 
     def _finish(

@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
 from sanitizer.checks._common import (
     calibrated_percentile,
+    fill_rows,
     one_thread,
-    run_tasks,
+    row_blocks,
     scoring_threads,
     shared_encoder,
     split_indices,
@@ -172,16 +172,11 @@ class OutlierCheck(Check):
         assert model is not None
         out = np.empty(len(x))
 
-        def task(rows: slice) -> Callable[[], None]:
-            def score() -> None:
-                out[rows] = -model.score_samples(x[rows])
+        def score(rows: slice) -> np.ndarray:
+            return -model.score_samples(x[rows])
 
-            return score
-
-        tasks = [task(slice(s, s + SCORE_CHUNK)) for s in range(0, len(x), SCORE_CHUNK)]
-        threads = scoring_threads(self.n_threads, len(x), self.parallel_rows)
-        with one_thread():  # BLAS: one thread per task, the pool gives the parallelism
-            run_tasks(tasks, threads)
+        jobs = [(rows, score) for rows in row_blocks(len(x), SCORE_CHUNK)]
+        fill_rows(out, jobs, scoring_threads(self.n_threads, len(x), self.parallel_rows))
         return out
 
     # -- scanning ----------------------------------------------------------------
