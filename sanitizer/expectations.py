@@ -171,18 +171,23 @@ class ExpectationOutcome:
 
 
 def validate(frame: pd.DataFrame, suite: dict[str, Any]) -> list[ExpectationOutcome]:
-    """Validate ``frame`` (RangeIndex) against ``suite`` with GX; one outcome per expectation."""
+    """Validate ``frame`` (RangeIndex) against ``suite`` with GX; one outcome per expectation.
+
+    Two passes: the whole suite with GX's ``BOOLEAN_ONLY`` result format (about 30%
+    cheaper than ``COMPLETE`` on a large frame, and a clean batch needs no more),
+    then only the failed expectations again with ``COMPLETE`` for their unexpected
+    rows and observed values. A passing expectation's outcome carries no row detail.
+    """
     gx_suite, expectations = _build_suite(suite)
-    with quiet_gx():
-        batch = _batch_definition().get_batch(batch_parameters={"dataframe": _for_gx(frame)})
-        try:
-            result = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
-        finally:  # GX would hold this batch's frame until the next validation
-            manager = batch.data.execution_engine.batch_manager
-            manager.reset_batch_cache()
-            manager.batch_data_cache.clear()
+    frame = _for_gx(frame)
+    results = _gx_validate(frame, gx_suite, "BOOLEAN_ONLY")
+    failed = [i for i, res in enumerate(results) if not res.success]
+    if failed:
+        retry, _ = _build_suite({**suite, "expectations": [expectations[i] for i in failed]})
+        for i, res in zip(failed, _gx_validate(frame, retry, "COMPLETE"), strict=True):
+            results[i] = res
     outcomes = []
-    for res, exp in zip(result.results, expectations, strict=True):
+    for res, exp in zip(results, expectations, strict=True):
         r = dict(res.result or {})
         info = res.exception_info or {}
         exc = info.get("exception_message") if info.get("raised_exception") else None
@@ -199,6 +204,18 @@ def validate(frame: pd.DataFrame, suite: dict[str, Any]) -> list[ExpectationOutc
             )
         )
     return outcomes
+
+
+def _gx_validate(frame: pd.DataFrame, gx_suite: Any, result_format: str) -> list[Any]:
+    with quiet_gx():
+        batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
+        try:
+            result = batch.validate(gx_suite, result_format={"result_format": result_format})
+        finally:  # GX would hold this batch's frame until the next validation
+            manager = batch.data.execution_engine.batch_manager
+            manager.reset_batch_cache()
+            manager.batch_data_cache.clear()
+    return list(result.results)
 
 
 def _build_suite(suite: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:

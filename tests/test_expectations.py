@@ -119,6 +119,38 @@ def test_failures_name_rows(suite: dict, clean_batch: pd.DataFrame) -> None:
     assert failed["expect_column_values_to_be_in_set(plan)"].unexpected_rows == (8,)
 
 
+def test_only_failed_expectations_are_revalidated_for_row_detail(
+    suite: dict, clean_batch: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clean batch costs one BOOLEAN_ONLY pass; a failure adds a COMPLETE pass of
+    the failed expectations only, whose rows match a single COMPLETE validation."""
+    from sanitizer import expectations
+
+    calls: list[tuple[str, int]] = []
+    real = expectations._gx_validate
+
+    def spy(frame: pd.DataFrame, gx_suite: object, result_format: str) -> list:
+        calls.append((result_format, len(gx_suite.expectations)))  # type: ignore[attr-defined]
+        return real(frame, gx_suite, result_format)
+
+    monkeypatch.setattr(expectations, "_gx_validate", spy)
+    assert all(o.success for o in validate(clean_batch, suite))
+    assert calls == [("BOOLEAN_ONLY", len(suite["expectations"]))]
+    bad = clean_batch.copy()
+    bad.loc[[5, 9], "x0"] = np.nan
+    calls.clear()
+    outcomes = validate(bad, suite)
+    assert calls == [("BOOLEAN_ONLY", len(suite["expectations"])), ("COMPLETE", 1)]
+    gx_suite, _ = expectations._build_suite(suite)
+    complete = real(expectations._for_gx(bad), gx_suite, "COMPLETE")
+    for outcome, res in zip(outcomes, complete, strict=True):
+        assert outcome.success == res.success
+        if not outcome.success:
+            assert outcome.unexpected_rows == tuple(res.result["unexpected_index_list"]) == (5, 9)
+        else:
+            assert outcome.unexpected_rows == ()
+
+
 def test_save_load_round_trip(tmp_path: Path, suite: dict) -> None:
     save_suite(suite, tmp_path / "s.json")
     assert load_suite(tmp_path / "s.json") == suite
