@@ -17,6 +17,7 @@ Example (every key but ``dataset.name`` and ``dataset.label_column`` optional)::
     [policy]
     mode = "batch"          # or "rows": pass clean rows, quarantine flagged ones
     alpha = 0.01            # family-wise false-quarantine rate on clean batches
+    screen_rows = 100000    # batch mode: larger batches are screened on a random sample (0: off)
 
     [suite_generation]
     range_margin = 0.25     # widen reference min/max by this share of the range
@@ -51,6 +52,7 @@ Severity = Literal["quarantine", "warn"]
 Mode = Literal["batch", "rows"]
 SEVERITIES: tuple[str, ...] = ("quarantine", "warn")
 MODES: tuple[str, ...] = ("batch", "rows")
+MIN_SCREEN_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,34 @@ class CheckConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
+    """What a failing check means for a batch.
+
+    ``screen_rows``: in ``batch`` mode a batch with more rows is screened: the
+    statistical checks run on a uniform random sample of this many rows (drawn
+    afresh for every scan), the schema on every row. A batch that passes the
+    screen passes; if any quarantining check fails, the statistical checks run
+    again on every row and decide. ``0`` scans every row always; ``rows`` mode
+    always does.
+    """
+
     mode: Mode = "batch"
     alpha: float = 0.01
+    screen_rows: int = 100_000
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"policy.mode: {self.mode!r} is not one of {', '.join(MODES)}")
         if not (0.0 < self.alpha < 0.5):
             raise ConfigError(f"policy.alpha: {self.alpha!r} must be between 0 and 0.5")
+        if (
+            isinstance(self.screen_rows, bool)
+            or not isinstance(self.screen_rows, int)
+            or not (self.screen_rows == 0 or self.screen_rows >= MIN_SCREEN_ROWS)
+        ):
+            raise ConfigError(
+                f"policy.screen_rows: {self.screen_rows!r} must be 0 (off) or an integer "
+                f">= {MIN_SCREEN_ROWS}"
+            )
 
 
 @dataclass(frozen=True)
@@ -308,7 +330,7 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: Path | None = None) -> Sa
     columns = _table(raw, "columns")
     _no_unknown_keys(columns, {"numeric", "categorical"}, "columns.")
     policy = _table(raw, "policy")
-    _no_unknown_keys(policy, {"mode", "alpha"}, "policy.")
+    _no_unknown_keys(policy, {"mode", "alpha", "screen_rows"}, "policy.")
     generation = _table(raw, "suite_generation")
     _no_unknown_keys(generation, {"range_margin", "range_mostly"}, "suite_generation.")
 
@@ -333,6 +355,7 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: Path | None = None) -> Sa
         policy=PolicyConfig(
             mode=_str(policy, "mode", "policy.", "batch"),  # type: ignore[arg-type]
             alpha=_number(policy, "alpha", "policy.", 0.01),
+            screen_rows=_whole(policy, "screen_rows", "policy.", 100_000),
         ),
         suite_generation=SuiteGenerationConfig(
             range_margin=_number(generation, "range_margin", "suite_generation.", 0.25),
@@ -521,6 +544,13 @@ def _str_list(raw: Mapping[str, Any], key: str, prefix: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{prefix}{key}: must be a list of strings")
     return tuple(value)
+
+
+def _whole(raw: Mapping[str, Any], key: str, prefix: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{prefix}{key}: must be an integer, got {type(value).__name__}")
+    return value
 
 
 def _number(raw: Mapping[str, Any], key: str, prefix: str, default: float) -> float:

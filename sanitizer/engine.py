@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sanitizer.checks.base import Check, CheckResult
     from sanitizer.contract import DataContract
     from sanitizer.report import ScanReport
+    from sanitizer.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +143,13 @@ class Sanitizer:
 
     def scan(self, batch: pd.DataFrame, *, path: str | None = None) -> ScanReport:
         """Scan one batch. Structural contract violations raise ``InputError``;
-        a check that raises is recorded as ``error`` and quarantines the batch."""
-        import numpy as np
-        import pandas as pd
+        a check that raises is recorded as ``error`` and quarantines the batch.
 
-        from sanitizer.checks.base import CheckResult
-        from sanitizer.report import ScanReport
+        A ``batch``-mode batch larger than ``policy.screen_rows`` is screened first
+        (see :class:`~sanitizer.config.PolicyConfig`): a pass on the sample is the
+        verdict, with row scores for the sampled rows only; any quarantining
+        failure re-runs the statistical checks on every row, and that decides.
+        """
         from sanitizer.table import Table
 
         self._require_fitted()
@@ -155,21 +157,119 @@ class Sanitizer:
             raise InputError("batch has no rows", path=path)
         self.contract_.validate(batch, path=path)
         table = Table(batch, self.contract_)
-        results: list[CheckResult] = []
-        for check, severity in self.checks_:
-            started = time.perf_counter()
-            try:
-                result = check.run(table)
-                if len(result.row_scores if result.row_scores is not None else batch) != len(batch):
-                    raise ValueError("row_scores length does not match the batch")
-            except Exception as exc:  # a broken check must not crash the scan
-                log.warning("check %s raised %s: %s", check.name, type(exc).__name__, exc)
-                log.debug("traceback of check %s", check.name, exc_info=True)
-                result = CheckResult.error(check.name, exc, severity)  # type: ignore[arg-type]
-            result = _apply_severity(result, severity)
-            results.append(
-                replace(result, info={**result.info, "seconds": time.perf_counter() - started})
+        screen = self._screen_sample(len(batch))
+        if screen is None:
+            return self._report(batch, [self._run(c, s, table) for c, s in self.checks_])
+        positions, seed = screen
+        sample = Table(batch.take(positions), self.contract_)
+        results = [self._run(c, s, sample if c.screenable else table) for c, s in self.checks_]
+        info = {"rows": len(positions), "of": len(batch), "seed": seed}
+        if not any(r.failed for r in results):
+            return self._screened_report(batch, results, positions, {**info, "outcome": "passed"})
+        full = [
+            _add_seconds(self._run(c, s, table), first) if c.screenable else first
+            for (c, s), first in zip(self.checks_, results, strict=True)
+        ]
+        return self._report(batch, full, {**info, "outcome": "failed: every row was scanned"})
+
+    def _screen_sample(self, n: int) -> tuple[Any, int] | None:
+        """Sorted positions of a uniform sample and its seed, or None to scan every row.
+
+        The seed is fresh entropy for every scan, recorded in the report: a batch's
+        author cannot know which rows the screen will look at.
+        """
+        import secrets
+
+        import numpy as np
+
+        policy = self.config.policy
+        if policy.mode != "batch" or not policy.screen_rows or n <= policy.screen_rows:
+            return None
+        if not any(c.screenable for c, _ in self.checks_):
+            return None
+        seed = secrets.randbits(63)
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(n, size=policy.screen_rows, replace=False)), seed
+
+    def _run(self, check: Check, severity: str, table: Table) -> CheckResult:
+        from sanitizer.checks.base import CheckResult
+
+        started = time.perf_counter()
+        try:
+            result = check.run(table)
+            if len(result.row_scores if result.row_scores is not None else table) != len(table):
+                raise ValueError("row_scores length does not match the batch")
+        except Exception as exc:  # a broken check must not crash the scan
+            log.warning("check %s raised %s: %s", check.name, type(exc).__name__, exc)
+            log.debug("traceback of check %s", check.name, exc_info=True)
+            result = CheckResult.error(check.name, exc, severity)  # type: ignore[arg-type]
+        result = _apply_severity(result, severity)
+        return replace(result, info={**result.info, "seconds": time.perf_counter() - started})
+
+    def _screened_report(
+        self,
+        batch: pd.DataFrame,
+        results: list[CheckResult],
+        positions: Any,
+        screen: dict[str, Any],
+    ) -> ScanReport:
+        """A batch that passed its screen: the sampled rows' scores, the rest NaN.
+
+        The statistical checks' results keep their verdicts and statistics but no row
+        detail (it covers the sample, not the batch); the message says so.
+        """
+        import numpy as np
+        import pandas as pd
+
+        from sanitizer.report import ScanReport
+
+        sampled = _combined_scores(
+            [
+                r.row_scores if c.screenable else r.row_scores[positions]
+                for (c, _), r in zip(self.checks_, results, strict=True)
+                if r.row_scores is not None
+            ],
+            len(positions),
+        )
+        scores = np.full(len(batch), np.nan)
+        scores[positions] = sampled
+        note = f" (screened: {len(positions):,}-row random sample of {len(batch):,})"
+        checks = [
+            replace(
+                r,
+                message=r.message + note,
+                row_scores=None,
+                row_flags=None,
+                row_reasons={},
+                info={**r.info, "screened_rows": len(positions)},
             )
+            if c.screenable
+            else r
+            for (c, _), r in zip(self.checks_, results, strict=True)
+        ]
+        flagged = batch.iloc[:0].copy()
+        flagged["reasons"] = []
+        return ScanReport(
+            verdict="pass",
+            checks=checks,
+            row_scores=pd.Series(scores, index=batch.index, name="score"),
+            flagged=flagged,
+            clean_rows=pd.Series(np.ones(len(batch), dtype=bool), index=batch.index, name="clean"),
+            dataset=self.config.dataset,
+            mode=self.config.policy.mode,
+            screen=screen,
+        )
+
+    def _report(
+        self,
+        batch: pd.DataFrame,
+        results: list[CheckResult],
+        screen: dict[str, Any] | None = None,
+    ) -> ScanReport:
+        import numpy as np
+        import pandas as pd
+
+        from sanitizer.report import ScanReport
 
         n = len(batch)
         scores = _combined_scores([r.row_scores for r in results if r.row_scores is not None], n)
@@ -197,6 +297,7 @@ class Sanitizer:
             clean_rows=pd.Series(clean, index=index, name="clean"),
             dataset=self.config.dataset,
             mode=self.config.policy.mode,
+            screen=screen,
         )
 
     @property
@@ -257,6 +358,12 @@ def _accepts_alpha(name: str) -> bool:
     from sanitizer.checks import get_check_class
 
     return "alpha" in inspect.signature(get_check_class(name).__init__).parameters
+
+
+def _add_seconds(result: CheckResult, earlier: CheckResult) -> CheckResult:
+    """The check's time over the screen and the full scan."""
+    seconds = result.info["seconds"] + earlier.info["seconds"]
+    return replace(result, info={**result.info, "seconds": seconds})
 
 
 def _apply_severity(result: CheckResult, severity: str) -> CheckResult:

@@ -174,7 +174,11 @@ def save_profile(sanitizer: Sanitizer, path: str | os.PathLike[str]) -> Path:
             "ignore_columns": list(cfg.ignore_columns),
             "numeric_columns": list(cfg.numeric_columns),
             "categorical_columns": list(cfg.categorical_columns),
-            "policy": {"mode": cfg.policy.mode, "alpha": cfg.policy.alpha},
+            "policy": {
+                "mode": cfg.policy.mode,
+                "alpha": cfg.policy.alpha,
+                "screen_rows": cfg.policy.screen_rows,
+            },
         },
         "contract": sanitizer.contract_.to_dict(),
         "checks": checks,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -20,7 +22,12 @@ Verdict = Literal["pass", "quarantine"]
 
 @dataclass(frozen=True)
 class ScanReport:
-    """The outcome of scanning one batch. ``row_scores`` and ``flagged`` use the batch's index."""
+    """The outcome of scanning one batch. ``row_scores`` and ``flagged`` use the batch's index.
+
+    ``screen`` is set when a large batch was screened on a random sample (``rows``,
+    ``of``, ``seed``, ``outcome``); after a passed screen, rows outside the sample
+    have no score (NaN here, ``null`` in JSON).
+    """
 
     verdict: Verdict
     checks: list[CheckResult]
@@ -29,6 +36,7 @@ class ScanReport:
     clean_rows: pd.Series  # bool, batch index: rows that may reach training (see mode)
     dataset: str = "default"
     mode: str = "batch"
+    screen: Mapping[str, Any] | None = None
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -52,6 +60,7 @@ class ScanReport:
             "mode": self.mode,
             "rows": self.rows,
             "rows_clean": int(self.clean_rows.sum()),
+            "screen": dict(self.screen) if self.screen else None,
             "created_at": self.created_at,
             "checks": [c.to_dict() for c in self.checks],
             "rows_flagged": [
@@ -62,7 +71,9 @@ class ScanReport:
                 }
                 for label, reasons in self.flagged["reasons"].items()
             ],
-            "row_scores": [round(float(v), 6) for v in self.row_scores.to_numpy()],
+            "row_scores": [
+                None if math.isnan(v) else round(v, 6) for v in self.row_scores.to_numpy().tolist()
+            ],
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -75,6 +86,11 @@ class ScanReport:
             f"{len(self.flagged)} flagged, {len(self.failing_checks)} of "
             f"{len(self.checks)} checks failed)"
         ]
+        if self.screen:
+            lines.append(
+                f"  screened on a random sample of {self.screen['rows']:,} rows "
+                f"(seed {self.screen['seed']}): {self.screen['outcome']}"
+            )
         for c in self.checks:
             lines.append(f"  [{c.status:>5}] {c.name}: {c.message}")
         return "\n".join(lines)

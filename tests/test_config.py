@@ -22,6 +22,7 @@ categorical = ["zip"]
 [policy]
 mode = "rows"
 alpha = 0.05
+screen_rows = 50000
 
 [suite_generation]
 range_margin = 0.5
@@ -42,6 +43,7 @@ def test_full_config_is_typed_and_paths_resolve(tmp_path: Path) -> None:
     assert cfg.suite_path == tmp_path / "suites/credit.json"
     assert cfg.reference_path == Path("/data/reference.parquet")
     assert cfg.policy.mode == "rows" and cfg.policy.alpha == 0.05
+    assert cfg.policy.screen_rows == 50_000
     assert cfg.suite_generation.range_margin == 0.5
     assert cfg.suite_generation.range_mostly == 0.97
     assert cfg.check_config("schema") == CheckConfig(severity="warn")
@@ -59,6 +61,8 @@ def test_full_config_is_typed_and_paths_resolve(tmp_path: Path) -> None:
         ({"dataset": {"label_column": "y"}, "policy": {"mode": "some"}}, "policy.mode"),
         ({"dataset": {"label_column": "y"}, "policy": {"alpha": 2}}, "policy.alpha"),
         ({"dataset": {"label_column": "y"}, "policy": {"alpha": "x"}}, "policy.alpha"),
+        ({"dataset": {"label_column": "y"}, "policy": {"screen_rows": 1.5}}, "policy.screen_rows"),
+        ({"dataset": {"label_column": "y"}, "policy": {"screen_rows": 10}}, "policy.screen_rows"),
         ({"dataset": {"label_column": "y"}, "checks": {"nope": {}}}, "unknown check 'nope'"),
         ({"dataset": {"label_column": "y"}, "checks": {"schema": {"k": 1}}}, "checks.schema.k"),
         (

@@ -271,3 +271,101 @@ class AlphaProbe(Check):
 
 class AlphaProbeWarn(AlphaProbe):
     name = "alpha_probe_warn_in_test"
+
+
+# -- screening large batches (policy.screen_rows) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def screening(
+    population: pd.DataFrame, reference: pd.DataFrame
+) -> tuple[Sanitizer, Sanitizer, pd.DataFrame]:
+    """The same checks fitted once, screening at 300 rows and scanning every row, and a
+    1,200-row clean batch: population rows that are not in the reference."""
+    from dataclasses import replace as dc_replace
+
+    screened = Sanitizer(
+        label_column="label", id_columns=("record_id",), policy=PolicyConfig(screen_rows=300)
+    ).fit(reference)
+    every_row = Sanitizer(config=dc_replace(screened.config, policy=PolicyConfig(screen_rows=0)))
+    every_row.contract_, every_row.checks_ = screened.contract_, screened.checks_
+    unused = population[~population["record_id"].isin(reference["record_id"])]
+    batch = unused.head(1200).reset_index(drop=True)
+    batch.index = batch.index + 5000  # labels unlike positions
+    return screened, every_row, batch
+
+
+def test_a_clean_large_batch_passes_on_its_screen(
+    screening: tuple, reference: pd.DataFrame
+) -> None:
+    screened, _, batch = screening
+    report = screened.scan(batch)
+    assert report.verdict == "pass"
+    assert report.screen is not None and report.screen["rows"] == 300
+    assert report.screen["of"] == 1200 and report.screen["outcome"] == "passed"
+    scored = report.row_scores.notna()
+    assert scored.sum() == 300 and report.rows == 1200
+    assert report.row_scores.index.equals(batch.index) and report.clean_rows.all()
+    for c in report.checks:
+        if c.name == "schema":  # the contract is checked on every row
+            assert c.row_scores is not None and len(c.row_scores) == 1200
+        else:
+            assert c.row_scores is None and c.info["screened_rows"] == 300
+            assert "300-row random sample of 1,200" in c.message
+    doc = json.loads(report.to_json())
+    assert doc["screen"]["rows"] == 300 and doc["screen"]["seed"] == report.screen["seed"]
+    assert sum(v is not None for v in doc["row_scores"]) == 300
+    assert "screened on a random sample of 300 rows" in report.summary()
+    page = report.to_html(batch=batch, reference=reference, sanitizer=screened)
+    assert "300-row random sample: passed" in page and "PASS" in page
+    # a fresh sample every scan: a batch's author cannot aim at unsampled rows
+    assert screened.scan(batch).screen["seed"] != report.screen["seed"]  # type: ignore[index]
+
+
+def test_a_failed_screen_is_decided_on_every_row(screening: tuple) -> None:
+    from sanitizer.attacks import flip_labels_random
+
+    screened, every_row, batch = screening
+    poisoned, mask = flip_labels_random(batch, "label", seed=3, rate=0.2)
+    report = screened.scan(poisoned)
+    full = every_row.scan(poisoned)
+    assert report.verdict == full.verdict == "quarantine"
+    assert report.screen is not None and report.screen["outcome"].startswith("failed")
+    assert full.screen is None
+    assert report.row_scores.notna().all()
+    np.testing.assert_allclose(report.row_scores.to_numpy(), full.row_scores.to_numpy())
+    assert report.flagged.index.equals(full.flagged.index)
+    assert {c.name: c.status for c in report.checks} == {c.name: c.status for c in full.checks}
+    assert mask[batch.index.get_indexer(report.flagged.index)].mean() > 0.5
+
+
+def test_the_schema_sees_rows_outside_the_screen(screening: tuple) -> None:
+    screened, _, batch = screening
+    broken = batch.copy()
+    broken.loc[broken.index[::100], "x1"] = 1e12  # 12 rows: most of them outside any sample
+    report = screened.scan(broken)
+    assert report.verdict == "quarantine"
+    schema = next(c for c in report.checks if c.name == "schema")
+    assert schema.status == "fail"
+    assert set(broken.index[::100]) <= set(report.flagged.index)
+    assert report.row_scores.notna().all()  # the statistical checks re-ran on every row
+
+
+def test_rows_mode_and_small_batches_are_never_screened(
+    reference: pd.DataFrame, screening: tuple, clean_batch: pd.DataFrame
+) -> None:
+    screened, _, batch = screening
+    assert screened.scan(clean_batch.head(300)).screen is None  # not larger than screen_rows
+    rows = Sanitizer(config=screened.config.__class__(
+        label_column="label", id_columns=("record_id",),
+        policy=PolicyConfig(mode="rows", screen_rows=300),
+    ))  # fmt: skip
+    rows.contract_, rows.checks_ = screened.contract_, screened.checks_
+    report = rows.scan(batch)
+    assert report.screen is None and report.row_scores.notna().all()
+
+
+@pytest.mark.parametrize("value", [-1, 1, 99, 2.5, True, "1000"])
+def test_screen_rows_must_be_zero_or_a_usable_sample(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"policy\.screen_rows"):
+        PolicyConfig(screen_rows=value)  # type: ignore[arg-type]

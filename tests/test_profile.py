@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sanitizer import Sanitizer
 from sanitizer.checks._features import FeatureEncoder
 from sanitizer.checks.base import Check, CheckResult
-from sanitizer.config import CheckConfig
+from sanitizer.config import CheckConfig, PolicyConfig
 from sanitizer.errors import ConfigError, InputError
 from sanitizer.profile import load_profile, save_profile
 from sanitizer.table import Table
@@ -48,10 +48,14 @@ def test_round_trip_gives_identical_reports(
     tmp_path: Path, reference: pd.DataFrame, clean_batch: pd.DataFrame
 ) -> None:
     s = Sanitizer(
-        label_column="label", id_columns=("record_id",), checks={"stateful_in_test": CheckConfig()}
+        label_column="label",
+        id_columns=("record_id",),
+        checks={"stateful_in_test": CheckConfig()},
+        policy=PolicyConfig(alpha=0.02, screen_rows=5000),
     ).fit(reference)
     path = save_profile(s, tmp_path / "p.zip")
     loaded = load_profile(path)
+    assert loaded.config.policy == s.config.policy
     a, b = s.scan(clean_batch).to_dict(), loaded.scan(clean_batch).to_dict()
     for d in (a, b):
         d.pop("created_at")

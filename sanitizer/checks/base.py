@@ -109,12 +109,16 @@ class Check(ABC):
 
     Subclasses set ``name`` (registered automatically) and ``default_severity``.
     ``__init__`` stores options only; learned state goes in attributes ending in
-    ``_``, set by ``fit``.
+    ``_``, set by ``fit``. ``screenable``: a statistical test that is as valid on a
+    uniform random sample of a large batch as on the whole (the engine's screen,
+    ``policy.screen_rows``); a check that must see every row (the schema: one
+    null breaks the contract) sets it to ``False``.
     """
 
     name: ClassVar[str]
     default_severity: ClassVar[Severity] = "quarantine"
     description: ClassVar[str] = ""
+    screenable: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -26,6 +26,7 @@ class SchemaCheck(Check):
 
     name = "schema"
     description = "Great Expectations suite: columns, types, nulls, ranges, value sets"
+    screenable = False  # every row must meet the contract
 
     def __init__(
         self,

@@ -195,6 +195,12 @@ def _banner(
         ("rows clean (may train)", int(report.clean_rows.sum())),
         ("checks failed", f"{len(report.failing_checks)} of {len(report.checks)}"),
         ("mode", report.mode),
+        (
+            "screened",
+            f"{report.screen['rows']:,}-row random sample: {report.screen['outcome']}"
+            if report.screen
+            else None,
+        ),
         ("scanned at", report.created_at.replace("T", " ").replace("+00:00", " UTC")),
         ("scan time", f"{seconds:.2f} s"),
     ]
