@@ -365,6 +365,37 @@ def test_rows_mode_and_small_batches_are_never_screened(
     assert report.screen is None and report.row_scores.notna().all()
 
 
+class RowCountCheck(Check):
+    """Records how many rows it was shown (a custom check: not screenable by default)."""
+
+    name = "row_count_in_test"
+
+    def fit(self, reference: Table) -> Self:
+        self.seen_: list[int] = []
+        return self
+
+    def run(self, batch: Table) -> CheckResult:
+        self.seen_.append(len(batch))
+        return self.result("pass", "counted", row_scores=np.zeros(len(batch)))
+
+
+def test_only_screenable_checks_see_the_sample(reference: pd.DataFrame, screening: tuple) -> None:
+    from sanitizer.checks import get_check_class
+
+    assert not get_check_class("schema").screenable
+    assert all(get_check_class(n).screenable for n in DEFAULT_CHECKS if n != "schema")
+    s = Sanitizer(
+        label_column="label",
+        id_columns=("record_id",),
+        checks={**ONLY_TEST_CHECKS, "outliers": CheckConfig(), "row_count_in_test": CheckConfig()},
+        policy=PolicyConfig(screen_rows=300),
+    ).fit(reference)
+    report = s.scan(screening[2])
+    assert report.screen is not None and report.screen["outcome"] == "passed"
+    counter = next(c for c, _ in s.checks_ if c.name == "row_count_in_test")
+    assert counter.seen_ == [1200]  # a custom rule check sees every row
+
+
 @pytest.mark.parametrize("value", [-1, 1, 99, 2.5, True, "1000"])
 def test_screen_rows_must_be_zero_or_a_usable_sample(value: object) -> None:
     with pytest.raises(ConfigError, match=r"policy\.screen_rows"):

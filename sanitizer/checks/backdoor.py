@@ -82,6 +82,7 @@ class BackdoorCheck(Check):
     """
 
     name = "backdoor"
+    screenable = True
     default_severity = "quarantine"
     description = "trigger values tied to a label in the batch but not in the reference"
 

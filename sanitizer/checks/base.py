@@ -109,16 +109,17 @@ class Check(ABC):
 
     Subclasses set ``name`` (registered automatically) and ``default_severity``.
     ``__init__`` stores options only; learned state goes in attributes ending in
-    ``_``, set by ``fit``. ``screenable``: a statistical test that is as valid on a
-    uniform random sample of a large batch as on the whole (the engine's screen,
-    ``policy.screen_rows``); a check that must see every row (the schema: one
-    null breaks the contract) sets it to ``False``.
+    ``_``, set by ``fit``. ``screenable = True`` declares a statistical test that is
+    as valid on a uniform random sample of a large batch as on the whole (the
+    engine's screen, ``policy.screen_rows``); the default, ``False``, gives the
+    check every row (the schema: one null breaks the contract; a custom rule
+    check).
     """
 
     name: ClassVar[str]
     default_severity: ClassVar[Severity] = "quarantine"
     description: ClassVar[str] = ""
-    screenable: ClassVar[bool] = True
+    screenable: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

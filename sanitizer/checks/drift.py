@@ -116,6 +116,7 @@ class DriftCheck(Check):
     """
 
     name = "drift"
+    screenable = True
     default_severity = "warn"
     description = "feature, label-prior and joint distribution shift against the reference"
 
@@ -299,6 +300,7 @@ class ConditionalDriftCheck(Check):
     """
 
     name = "conditional_drift"
+    screenable = True
     default_severity = "quarantine"
     description = "change of P(label | features): excess log-loss under a reference model"
 

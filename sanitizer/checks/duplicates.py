@@ -72,6 +72,7 @@ class DuplicatesCheck(Check):
     """
 
     name = "duplicates"
+    screenable = True
     default_severity = "quarantine"
     description = "replicated rows, twins with conflicting labels, replication bursts"
 

@@ -47,6 +47,7 @@ class ImpactCheck(Check):
     """
 
     name = "impact"
+    screenable = True
     default_severity = "warn"
     description = "RONI: a model trained with the batch does worse on a trusted holdout"
 

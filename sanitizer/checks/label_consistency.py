@@ -82,6 +82,7 @@ class LabelConsistencyCheck(Check):
     """
 
     name = "label_consistency"
+    screenable = True
     default_severity = "quarantine"
     description = "labels implausible for their features (out-of-fold model + kNN agreement)"
 

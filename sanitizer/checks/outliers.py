@@ -88,6 +88,7 @@ class OutlierCheck(Check):
     """
 
     name = "outliers"
+    screenable = True
     default_severity = "quarantine"
     description = "rows whose joint combination of values is improbable under the reference"
 

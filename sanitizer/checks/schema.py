@@ -26,7 +26,6 @@ class SchemaCheck(Check):
 
     name = "schema"
     description = "Great Expectations suite: columns, types, nulls, ranges, value sets"
-    screenable = False  # every row must meet the contract
 
     def __init__(
         self,
