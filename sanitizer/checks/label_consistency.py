@@ -388,22 +388,29 @@ class LabelConsistencyCheck(Check):
         scores = np.where(known, scored.scores, 1.0)
         flags = scores >= self.row_threshold_
         flagged = int(flags.sum())
-        tests = [(g, t) for g in self.test_groups_ for t in self.test_thresholds_]
-        # weighted Bonferroni: the all-rows tests share most of alpha, the per-class
-        # tests (there for targeted flips) the rest
-        n_class_tests = len(tests) - len(self.test_thresholds_)
-        class_share = CLASS_TEST_SHARE if n_class_tests else 0.0
+        # one p-value per group (all rows, then each class): the smallest Fisher p over
+        # the thresholds, calibrated for taking the minimum; then weighted Bonferroni
+        # over groups: the all-rows test most of alpha, the per-class tests (there for
+        # targeted flips) the rest
+        n_thresholds = len(self.test_thresholds_)
+        n_class_groups = len(self.test_groups_) - 1
+        class_share = CLASS_TEST_SHARE if n_class_groups else 0.0
+        ref_counts = self.reference_test_counts_[mode]
         adjusted = []
-        for (g, t), (ref_flagged, ref_rows) in zip(
-            tests, self.reference_test_counts_[mode], strict=True
-        ):
+        for i, g in enumerate(self.test_groups_):
             rows = _in_group(y_idx, g) & known
-            flagged_in = int(np.sum(rows & (scores >= t)))
-            p = _fisher_greater(flagged_in, int(rows.sum()), ref_flagged, ref_rows)
+            in_group = scores[rows]
+            ref = ref_counts[i * n_thresholds : (i + 1) * n_thresholds]
+            p = min_fisher_pvalue(
+                [int(np.sum(in_group >= t)) for t in self.test_thresholds_],
+                len(in_group),
+                ref[:, 0].tolist(),
+                int(ref[0, 1]),
+            )
             if g is None:
-                adjusted.append(p * len(self.test_thresholds_) / (1.0 - class_share))
+                adjusted.append(p / (1.0 - class_share))
             else:
-                adjusted.append(p * n_class_tests / class_share)
+                adjusted.append(p * n_class_groups / class_share)
         p_value = min(1.0, min(adjusted))
         status: Status = "fail" if p_value < self.alpha else "pass"
         rate = flagged / n if n else 0.0
@@ -475,14 +482,48 @@ def _in_group(y_idx: np.ndarray, group: int | None) -> np.ndarray:
     return np.ones(len(y_idx), dtype=bool) if group is None else y_idx == group
 
 
-def _fisher_greater(flagged: int, n: int, ref_flagged: int, n_ref: int) -> float:
-    """One-sided exact p-value: is the batch's flag rate above the reference's?"""
-    from scipy.stats import fisher_exact
+def min_fisher_pvalue(
+    flagged: list[int], n: int, ref_flagged: list[int], n_ref: int, draws: int = 20_000
+) -> float:
+    """P-value of the smallest one-sided Fisher p over nested row thresholds.
 
-    if n == 0 or n_ref == 0:
+    ``flagged[t]`` batch rows (of ``n``) and ``ref_flagged[t]`` reference rows (of
+    ``n_ref``) reach threshold ``t``; the thresholds are nested, so the counts are
+    strongly dependent and Bonferroni over them is needlessly strict. Under the
+    null (batch rows exchangeable with reference rows) the batch is a random
+    ``n``-subset of the pooled rows: its counts per threshold band are
+    multivariate hypergeometric given the pooled counts. The smallest Fisher p is
+    calibrated against ``draws`` such subsets (seeded by the counts: the same
+    batch gives the same p) and capped by Bonferroni, which it can only improve.
+    """
+    from scipy.stats import hypergeom
+
+    k = len(flagged)
+    if n == 0 or n_ref == 0 or k == 0:
         return 1.0
-    table = [[flagged, n - flagged], [ref_flagged, n_ref - ref_flagged]]
-    return min(1.0, max(0.0, float(fisher_exact(table, alternative="greater")[1])))
+    batch = np.asarray(flagged, dtype=np.int64)
+    pooled = batch + np.asarray(ref_flagged, dtype=np.int64)
+    order = np.argsort(pooled, kind="stable")  # nested: the strictest threshold first
+    batch, pooled = batch[order], pooled[order]
+    total = n + n_ref
+
+    def fisher(t: int, counts: np.ndarray) -> np.ndarray:
+        """One-sided Fisher p of batch counts at threshold t (hypergeometric tail)."""
+        values, back = np.unique(counts, return_inverse=True)
+        return np.asarray(hypergeom.sf(values - 1, total, int(pooled[t]), n))[back]
+
+    observed = min(float(fisher(t, batch[t : t + 1])[0]) for t in range(k))
+    bonferroni = min(1.0, k * observed)
+    if k == 1 or bonferroni >= 1.0:
+        return max(0.0, bonferroni)
+    colours = np.diff(np.r_[0, pooled, total])
+    if np.any(colours < 0) or np.any(np.diff(batch) < 0):  # not nested: Bonferroni
+        return bonferroni
+    rng = np.random.default_rng([n, n_ref, *batch.tolist(), *pooled.tolist()])
+    null = np.cumsum(rng.multivariate_hypergeometric(colours, n, size=draws)[:, :k], axis=1)
+    null_min = np.min([fisher(t, null[:, t]) for t in range(k)], axis=0)
+    hits = int(np.count_nonzero(null_min <= observed * (1.0 + 1e-9)))
+    return min(bonferroni, (1.0 + hits) / (draws + 1.0))
 
 
 def _proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:

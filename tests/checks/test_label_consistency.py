@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from sanitizer import attacks
-from sanitizer.checks.label_consistency import LabelConsistencyCheck
+from sanitizer.checks.label_consistency import LabelConsistencyCheck, min_fisher_pvalue
 from sanitizer.config import CheckConfig, SanitizerConfig
 from sanitizer.contract import DataContract
 from sanitizer.errors import NotFittedError
@@ -302,3 +302,53 @@ def test_fold_assignment_in_blocks_equals_the_whole_matrix_hash(data, check, mon
     assert [g.tolist() for g in groups] == [
         np.flatnonzero(blocked == k).tolist() for k in range(len(check.models_))
     ]
+
+
+# -- the batch test over nested thresholds ---------------------------------------------
+
+
+@given(st.integers(0, 60), st.integers(60, 300), st.integers(0, 100), st.integers(100, 3000))
+@settings(max_examples=40, deadline=None)
+def test_one_threshold_is_fishers_exact_test(a: int, n: int, c: int, m: int) -> None:
+    from scipy.stats import fisher_exact
+
+    expected = fisher_exact([[a, n - a], [c, m - c]], alternative="greater")[1]
+    assert min_fisher_pvalue([a], n, [c], m) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def test_nested_thresholds_cost_less_than_bonferroni_and_are_reproducible() -> None:
+    from scipy.stats import fisher_exact
+
+    flagged, ref = [5, 12, 30], [50, 150, 500]  # 200 batch rows, 5000 reference rows
+    smallest = min(
+        fisher_exact([[f, 200 - f], [r, 5000 - r]], alternative="greater")[1]
+        for f, r in zip(flagged, ref, strict=True)
+    )
+    p = min_fisher_pvalue(flagged, 200, ref, 5000)
+    assert p == min_fisher_pvalue(list(reversed(flagged)), 200, list(reversed(ref)), 5000)
+    assert p < 3 * smallest * 0.8  # the dependence of nested counts is worth something
+    assert p == min_fisher_pvalue(flagged, 200, ref, 5000)
+
+
+def test_nested_threshold_pvalues_hold_their_level_on_exchangeable_rows() -> None:
+    """A batch drawn at random from batch + reference rows is rejected at most at
+    the nominal rate (the calibration's whole point), at several levels."""
+    rng = np.random.default_rng(5)
+    thresholds = (0.99, 0.97, 0.9)
+    n, m = 200, 3000
+    p_values = []
+    for _ in range(400):
+        pooled = rng.random(n + m) ** 0.5  # any distribution: only the ranks matter
+        batch = rng.permutation(n + m) < n
+        p_values.append(
+            min_fisher_pvalue(
+                [int(np.sum(pooled[batch] >= t)) for t in thresholds],
+                n,
+                [int(np.sum(pooled[~batch] >= t)) for t in thresholds],
+                m,
+                draws=4000,
+            )
+        )
+    p_values = np.array(p_values)
+    for level in (0.02, 0.05, 0.2):
+        assert np.mean(p_values <= level) <= level + 3 * np.sqrt(level / 400)
