@@ -396,6 +396,50 @@ def test_only_screenable_checks_see_the_sample(reference: pd.DataFrame, screenin
     assert counter.seen_ == [1200]  # a custom rule check sees every row
 
 
+class FailsOnSamplesCheck(Check):
+    """Fails whenever it is shown fewer rows than it was told the batch has: a screen
+    that fails by chance while the batch as a whole is clean."""
+
+    name = "fails_on_samples_in_test"
+    screenable = True
+
+    def __init__(self, batch_rows: int = 0) -> None:
+        self.batch_rows = batch_rows
+
+    def fit(self, reference: Table) -> Self:
+        self.fitted_ = True
+        return self
+
+    def run(self, batch: Table) -> CheckResult:
+        sampled = len(batch) < self.batch_rows
+        flags = np.zeros(len(batch), dtype=bool)
+        flags[:1] = sampled
+        return self.result(
+            "fail" if sampled else "pass",
+            "sample" if sampled else "every row",
+            row_scores=flags.astype(float),
+            row_flags=flags,
+        )
+
+
+def test_a_screen_never_quarantines_on_its_own(reference: pd.DataFrame, screening: tuple) -> None:
+    batch = screening[2]
+    s = Sanitizer(
+        label_column="label",
+        id_columns=("record_id",),
+        checks={
+            **ONLY_TEST_CHECKS,
+            "fails_on_samples_in_test": CheckConfig(options={"batch_rows": len(batch)}),
+        },
+        policy=PolicyConfig(screen_rows=300),
+    ).fit(reference)
+    report = s.scan(batch)
+    assert report.verdict == "pass" and report.flagged.empty
+    assert report.screen is not None and report.screen["outcome"].startswith("failed")
+    assert [c.message for c in report.checks] == ["every row"]
+    assert report.row_scores.notna().all()
+
+
 @pytest.mark.parametrize("value", [-1, 1, 99, 2.5, True, "1000"])
 def test_screen_rows_must_be_zero_or_a_usable_sample(value: object) -> None:
     with pytest.raises(ConfigError, match=r"policy\.screen_rows"):
