@@ -11,8 +11,9 @@ with ``screen_rows = 0`` (every row), and prints per scenario how many batches
 each quarantined and the median scan time. Attacks are at the lowest rate of
 the issue's threat model (flips 5%, Truth Serum 0.5%, backdoor 1%) and in-range
 outliers at 1%, then at a tenth of those rates or less, where a sample holds
-only a few poisoned rows and screening can cost power. Data: ``sanitizer.samples.make_dataset`` (20 numeric, 2
-categorical features), generated at run time.
+only a few poisoned rows and screening can cost power. Data:
+``sanitizer.samples.make_dataset`` (20 numeric, 2 categorical features),
+generated at run time.
 """
 
 from __future__ import annotations
@@ -30,51 +31,38 @@ LABEL = "label"
 
 
 def _scenarios() -> dict[str, Callable[..., Any]]:
+    """name -> f(batch, reference, seed) -> (poisoned batch, mask)."""
     from sanitizer import attacks
 
+    def attack(fn: Callable[..., Any], rate: float, **kwargs: Any) -> Callable[..., Any]:
+        """The attack at ``rate``; targets drawn from the reference unless ``in_batch``."""
+        in_batch = kwargs.pop("in_batch", False)
+        return lambda b, r, s: fn(
+            b, LABEL, s, rate=rate, **kwargs, **({} if in_batch else {"reference": r})
+        )
+
+    flip, targeted = attacks.flip_labels_random, attacks.flip_labels_targeted
+    serum, backdoor = attacks.truth_serum_replicas, attacks.backdoor_trigger
+    outliers = attacks.in_range_outliers
     return {
-        "flip random 5%": lambda b, r, s: attacks.flip_labels_random(b, LABEL, s, rate=0.05),
-        "flip targeted 5%": lambda b, r, s: attacks.flip_labels_targeted(
-            b, LABEL, s, reference=r, rate=0.05
-        ),
-        "truth serum 0.5%": lambda b, r, s: attacks.truth_serum_replicas(
-            b, LABEL, s, reference=r, rate=0.005
-        ),
-        "truth serum 0.5% jitter": lambda b, r, s: attacks.truth_serum_replicas(
-            b, LABEL, s, reference=r, rate=0.005, jitter=0.01
-        ),
-        "truth serum 0.5% in-batch": lambda b, r, s: attacks.truth_serum_replicas(
-            b, LABEL, s, rate=0.005
-        ),
-        "backdoor 1%": lambda b, r, s: attacks.backdoor_trigger(
-            b, LABEL, s, reference=r, rate=0.01
-        ),
-        "backdoor 1% clean-label": lambda b, r, s: attacks.backdoor_trigger(
-            b, LABEL, s, reference=r, rate=0.01, clean_label=True
-        ),
-        "in-range outliers 1%": lambda b, r, s: attacks.in_range_outliers(
-            b, LABEL, s, reference=r, rate=0.01
-        ),
+        "flip random 5%": attack(flip, 0.05, in_batch=True),
+        "flip targeted 5%": attack(targeted, 0.05),
+        "truth serum 0.5%": attack(serum, 0.005),
+        "truth serum 0.5% jitter": attack(serum, 0.005, jitter=0.01),
+        "truth serum 0.5% in-batch": attack(serum, 0.005, in_batch=True),
+        "backdoor 1%": attack(backdoor, 0.01),
+        "backdoor 1% clean-label": attack(backdoor, 0.01, clean_label=True),
+        "in-range outliers 1%": attack(outliers, 0.01),
         # below the threat model's rates: few poisoned rows in a large batch, of which
         # the sample sees a third (300k rows) or a tenth (1M); where the full scan is
         # itself near its limit, the screen can lose batches it would have caught
-        "flip random 0.5%": lambda b, r, s: attacks.flip_labels_random(b, LABEL, s, rate=0.005),
-        "truth serum 0.02%": lambda b, r, s: attacks.truth_serum_replicas(
-            b, LABEL, s, reference=r, rate=0.0002
-        ),
-        "backdoor 0.1%": lambda b, r, s: attacks.backdoor_trigger(
-            b, LABEL, s, reference=r, rate=0.001
-        ),
-        "in-range outliers 0.1%": lambda b, r, s: attacks.in_range_outliers(
-            b, LABEL, s, reference=r, rate=0.001
-        ),
-        "flip random 0.25%": lambda b, r, s: attacks.flip_labels_random(b, LABEL, s, rate=0.0025),
-        "backdoor 0.05%": lambda b, r, s: attacks.backdoor_trigger(
-            b, LABEL, s, reference=r, rate=0.0005
-        ),
-        "in-range outliers 0.05%": lambda b, r, s: attacks.in_range_outliers(
-            b, LABEL, s, reference=r, rate=0.0005
-        ),
+        "flip random 0.5%": attack(flip, 0.005, in_batch=True),
+        "truth serum 0.02%": attack(serum, 0.0002),
+        "backdoor 0.1%": attack(backdoor, 0.001),
+        "in-range outliers 0.1%": attack(outliers, 0.001),
+        "flip random 0.25%": attack(flip, 0.0025, in_batch=True),
+        "backdoor 0.05%": attack(backdoor, 0.0005),
+        "in-range outliers 0.05%": attack(outliers, 0.0005),
     }
 
 

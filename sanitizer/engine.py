@@ -219,9 +219,6 @@ class Sanitizer:
         detail (it covers the sample, not the batch); the message says so.
         """
         import numpy as np
-        import pandas as pd
-
-        from sanitizer.report import ScanReport
 
         sampled = _combined_scores(
             [
@@ -247,32 +244,28 @@ class Sanitizer:
             else r
             for (c, _), r in zip(self.checks_, results, strict=True)
         ]
-        flagged = batch.iloc[:0].copy()
-        flagged["reasons"] = []
-        return ScanReport(
-            verdict="pass",
-            checks=checks,
-            row_scores=pd.Series(scores, index=batch.index, name="score"),
-            flagged=flagged,
-            clean_rows=pd.Series(np.ones(len(batch), dtype=bool), index=batch.index, name="clean"),
-            dataset=self.config.dataset,
-            mode=self.config.policy.mode,
-            screen=screen,
-        )
+        return self._report(batch, checks, screen, scores=scores)
 
     def _report(
         self,
         batch: pd.DataFrame,
         results: list[CheckResult],
         screen: dict[str, Any] | None = None,
+        *,
+        scores: Any = None,
     ) -> ScanReport:
+        """The report of these results; ``scores``: the combined row scores when the
+        results do not carry them all (a passed screen)."""
         import numpy as np
         import pandas as pd
 
         from sanitizer.report import ScanReport
 
         n = len(batch)
-        scores = _combined_scores([r.row_scores for r in results if r.row_scores is not None], n)
+        if scores is None:
+            scores = _combined_scores(
+                [r.row_scores for r in results if r.row_scores is not None], n
+            )
         flags = np.zeros(n, dtype=bool)
         reasons: dict[int, list[str]] = {}
         for r in results:
