@@ -29,7 +29,10 @@ accepted history), leave-one-out, and is recomputed when history is added:
   total count in batch + comparison set (exact conditional binomial), Bonferroni
   over the batch's distinct vectors.
 
-The batch p-value is the Bonferroni minimum of the three.
+The batch p-value is the Bonferroni minimum of the three; when that does not reject,
+the smallest of the three is calibrated by random splits of the pooled twin cells
+(the batch as a random subset of batch + comparison set), which does not pay three
+times for replicas that both conflict and burst (see ``_exchangeable_pvalue``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
@@ -55,6 +58,9 @@ DECIMALS = 9  # exact-duplicate grouping: encoded values equal to 9 decimals
 GRID_DIMS = (4, 6)  # coordinates of the candidate grid: a first try, then a finer one
 CANDIDATE_FACTOR = 5.0  # grid candidates allowed per near pair before a finer grid
 SEARCH_CHUNK = 20_000  # candidate rows verified per step (bounds memory)
+NULL_HITS = 100  # calibration draws stop at this many null statistics as extreme
+NULL_CHUNK_CELLS = 400_000  # draws x twin cells evaluated per step (bounds memory)
+NULL_MAX_WORK = 10_000_000  # draws x twin cells beyond which Bonferroni stands alone
 
 
 class DuplicatesCheck(Check):
@@ -84,6 +90,7 @@ class DuplicatesCheck(Check):
         max_reference_rows: int = 100_000,
         max_history_rows: int = 200_000,
         max_pairs_per_vector: float = 20.0,
+        draws: int = 100_000,
         n_threads: int | None = None,
         parallel_rows: int = 100_000,
         seed: int = 0,
@@ -96,12 +103,15 @@ class DuplicatesCheck(Check):
             raise ValueError(f"tolerance must be >= 0, got {tolerance}")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
+        if draws < 0:
+            raise ValueError(f"draws must be >= 0, got {draws}")
         self.alpha = alpha
         self.row_alpha = row_alpha
         self.tolerance = tolerance
         self.max_reference_rows = max_reference_rows
         self.max_history_rows = max_history_rows
         self.max_pairs_per_vector = max_pairs_per_vector
+        self.draws = draws
         self.n_threads = n_threads
         self.parallel_rows = parallel_rows
         self.seed = seed
@@ -178,7 +188,8 @@ class DuplicatesCheck(Check):
         size = n_unique * n_labels
         comp = np.bincount(cell[~is_batch], minlength=size).reshape(n_unique, n_labels)
         batch = np.bincount(cell[is_batch], minlength=size).reshape(n_unique, n_labels)
-        near = False
+        own_comp, own_batch = comp, batch
+        adjacency = None
         if self.tolerance > 0 and n_unique > 1 and rounded.width > 0:
             adjacency = self._near_pairs(rounded, first)
             if adjacency is not None:
@@ -187,7 +198,6 @@ class DuplicatesCheck(Check):
                 adjacency = (adjacency @ adjacency).astype(bool).astype(np.float64)
                 comp = np.asarray(adjacency @ comp)
                 batch = np.asarray(adjacency @ batch)
-                near = True
         return _Counts(
             unique=inv,
             comp_total=comp.sum(axis=1)[inv],
@@ -196,7 +206,9 @@ class DuplicatesCheck(Check):
             batch_same=batch[inv, y],
             comp_by_label=comp,
             batch_by_label=batch,
-            near=near,
+            own_comp=own_comp,
+            own_batch=own_batch,
+            adjacency=adjacency,
         )
 
     def _near_pairs(self, rows: _Rounded, distinct: np.ndarray) -> Any:
@@ -364,7 +376,10 @@ class DuplicatesCheck(Check):
         flags = (flag_p < self.row_alpha) | (conflict & (self.conflict_rate_ <= self.row_alpha))
         twins = (comp_total + batch_total) > 1
         scores = np.where(twins, 1.0 - np.clip(row_p, 0.0, 1.0), 0.0)
-        p_value = min(1.0, 3.0 * min(p_conflict, p_unseen, p_seen))
+        bonferroni = min(1.0, 3.0 * min(p_conflict, p_unseen, p_seen))
+        p_value, draws = bonferroni, 0
+        if self.draws and bool(known.all()) and self.alpha <= bonferroni < 1.0:
+            p_value, draws = self._exchangeable_pvalue(counts, n, m, bonferroni)
         status: Status = "fail" if p_value < self.alpha else "pass"
         flagged = int(flags.sum())
         reasons = {
@@ -394,11 +409,64 @@ class DuplicatesCheck(Check):
                 "expected_twin_pairs": lam,
                 "p_unseen_burst": p_unseen,
                 "p_seen_burst": p_seen,
+                "p_bonferroni": bonferroni,
+                "null_draws": draws,
                 "rows_with_batch_twin": replicated,
                 "comparison_rows": m,
                 "near_matching": counts.near,
             },
         )
+
+    def _exchangeable_pvalue(
+        self, counts: _Counts, n: int, m: int, bonferroni: float
+    ) -> tuple[float, int]:
+        """The batch p-value calibrated by drawing the batch as random n-subsets of the
+        pooled rows (batch + comparison set), capped by Bonferroni, and the number of
+        draws made. Called only when Bonferroni alone does not reject.
+
+        The three tests look at the same rows (Truth Serum replicas conflict with their
+        genuine record *and* form a burst), so Bonferroni over them pays three times
+        for one finding. Under the null the batch is exchangeable with the comparison
+        set: given the pooled rows, which of them are the batch is a uniformly random
+        n-subset. Only rows with a twin in the pooled data can conflict or form a
+        burst, so a draw is the multivariate hypergeometric split of those twin cells
+        (vector × label); every test, the comparison set's own rates included, is
+        recomputed on it. Draws stop at the ``NULL_HITS``-th statistic at least as
+        extreme as the observed one (Besag & Clifford, 1991: p = hits / draws) or
+        after ``NULL_HITS / alpha`` draws (at most ``draws``; p = (hits + 1) / (draws +
+        1)). When the twin cells are too many for that many draws (low-cardinality
+        data full of natural twins), the Bonferroni p-value stands.
+        """
+        tests = _BurstTests(counts.own_comp, counts.own_batch, counts.adjacency, n, m)
+        cells = tests.total.size
+        # enough draws to resolve p-values well below the level
+        max_draws = min(self.draws, int(np.ceil(NULL_HITS / self.alpha)))
+        if cells == 0 or cells * max_draws > NULL_MAX_WORK:
+            log.debug("duplicates: %d twin cells, too many to calibrate; Bonferroni", cells)
+            return bonferroni, 0
+        observed = float(tests.min_p(tests.batch[None])[0])
+        if observed >= 1.0:
+            return bonferroni, 0
+        chunk = max(1, min(max_draws, NULL_CHUNK_CELLS // cells))
+        rng = np.random.default_rng(
+            [self.seed, n, m, cells, int(tests.total.sum()), int(tests.batch.sum())]
+        )
+        colours = np.append(tests.total.ravel(), n + m - tests.total.sum())
+        # cost per draw: "count" is linear in the pooled rows, "marginals" in the cells
+        method: Literal["count", "marginals"] = "count" if 8 * cells > n + m else "marginals"
+        done = hits = 0
+        while done < max_draws:
+            size = min(chunk, max_draws - done)
+            sample = rng.multivariate_hypergeometric(colours, n, size=size, method=method)
+            null = tests.min_p(sample[:, :-1].reshape(size, *tests.total.shape))
+            extreme = null <= observed * (1.0 + 1e-9)
+            found = int(extreme.sum())
+            if hits + found >= NULL_HITS:
+                at = done + int(np.flatnonzero(extreme)[NULL_HITS - hits - 1]) + 1
+                return min(bonferroni, NULL_HITS / at), at
+            hits += found
+            done += size
+        return min(bonferroni, (hits + 1.0) / (done + 1.0)), done
 
     def _reason(self, pos: int, unique: np.ndarray, y: np.ndarray, counts: _Counts, m: int) -> str:
         u = unique[pos]
@@ -518,4 +586,76 @@ class _Counts:
     batch_same: np.ndarray
     comp_by_label: np.ndarray  # (distinct vectors, labels): twins in the comparison set
     batch_by_label: np.ndarray
-    near: bool
+    own_comp: np.ndarray  # (distinct vectors, labels): rows of exactly that vector
+    own_batch: np.ndarray
+    adjacency: Any  # sparse twin relation between distinct vectors (None: exact only)
+
+    @property
+    def near(self) -> bool:
+        return self.adjacency is not None
+
+
+class _BurstTests:
+    """The check's three batch tests on any split of the pooled twin cells.
+
+    ``total`` and ``batch`` are rows per (distinct vector, label) among the vectors that
+    have a twin in the pooled data (the only rows a test can count); ``adjacency``
+    the twin relation between those vectors (None: exact twins only). ``min_p``
+    takes batch counts of shape (draws, vectors, labels), the comparison set being
+    the rest of each cell, and returns the smallest of the three p-values per draw,
+    computed as ``DuplicatesCheck.run`` does, with the comparison set's conflict
+    count and twin-pair rate recomputed from the same split.
+    """
+
+    def __init__(
+        self, own_comp: np.ndarray, own_batch: np.ndarray, adjacency: Any, n: int, m: int
+    ) -> None:
+        total = own_comp + own_batch
+        hood = total if adjacency is None else np.asarray(adjacency @ total)
+        twinned = hood.sum(axis=1) >= 2  # closed under the (symmetric) twin relation
+        self.total = total[twinned].astype(np.int64)
+        self.batch = own_batch[twinned].astype(np.int64)
+        self.adjacency = None if adjacency is None else adjacency[twinned][:, twinned]
+        self.hood_total = hood[twinned]
+        self.n, self.m = n, m
+
+    def _hood(self, b: np.ndarray) -> np.ndarray:
+        if self.adjacency is None:
+            return b
+        d, u, k = b.shape
+        flat = b.transpose(1, 0, 2).reshape(u, d * k)
+        return np.asarray(self.adjacency @ flat).reshape(u, d, k).transpose(1, 0, 2)
+
+    def min_p(self, b: np.ndarray) -> np.ndarray:
+        from scipy.stats import binom, hypergeom, poisson
+
+        n, m = self.n, self.m
+        c = self.total[None] - b
+        bn = self._hood(b)
+        cn = self.hood_total[None] - bn
+        cn_total = cn.sum(axis=2, keepdims=True)
+        # conflicts: batch rows against the comparison set's leave-one-out count
+        k = np.sum(b * ((cn_total >= 1) & (cn == 0)), axis=(1, 2))
+        comp_conflicts = np.sum(c * ((cn_total >= 2) & (cn == 1)), axis=(1, 2))
+        p_conflict = np.where(k > 0, hypergeom.sf(k - 1, n + m, k + comp_conflicts, n), 1.0)
+        # bursts of vectors unseen with their label, against the comparison pair rate
+        twin_pairs = np.sum(c * np.maximum(cn - 1, 0), axis=(1, 2)) / 2.0
+        lam = n * (n - 1) / 2.0 * (twin_pairs + 1.0) / (m * (m - 1) / 2.0 + 1.0)
+        unseen = (cn == 0) & (bn >= 2)
+        pairs = np.round(np.sum(b * (bn - 1) * unseen, axis=(1, 2)) / 2.0)
+        p_unseen = np.where(pairs > 0, poisson.sf(pairs - 1, lam), 1.0)
+        # bursts of seen vectors: Bonferroni over the batch's seen cells
+        present = (b >= 1) & (cn >= 1)
+        n_tests = np.maximum(1, present.sum(axis=(1, 2)))
+        draw, vec, lab = np.nonzero(present & (bn >= 2))
+        p_seen = np.ones(len(b))
+        if draw.size:
+            keys, inverse = np.unique(
+                np.stack([bn[draw, vec, lab], cn[draw, vec, lab]], axis=1),
+                axis=0,
+                return_inverse=True,
+            )
+            tail = binom.sf(keys[:, 0] - 1, keys[:, 0] + keys[:, 1], n / (n + m))
+            np.minimum.at(p_seen, draw, tail[inverse.ravel()])
+        p_seen = np.minimum(1.0, n_tests * p_seen)
+        return np.asarray(np.minimum(np.minimum(p_conflict, p_unseen), p_seen))

@@ -87,6 +87,90 @@ def test_genuine_record_in_the_batch_is_not_flagged(data, check):
     assert reason.startswith("duplicates: ") and "copies in batch with labels {0,1}" in reason
 
 
+def _replica_pair(m: int, n: int, seed: int = 0):
+    """Continuous reference of m rows; a batch of n clean rows whose last two are copies
+    of reference row 0 with the other label: the smallest Truth Serum attack."""
+    frame = make_dataset(m + n, n_numeric=4, seed=seed)
+    ref = frame.iloc[:m].reset_index(drop=True)
+    batch = frame.iloc[m:].reset_index(drop=True)
+    copies = ref.iloc[[0, 0]].assign(label=1 - ref["label"].iloc[0], record_id=[-1, -2])
+    return ref, pd.concat([batch.iloc[: n - 2], copies], ignore_index=True)
+
+
+def test_two_replicas_are_judged_by_their_exact_null_probability():
+    # The two replicas conflict with their genuine record and burst; the pooled data's
+    # only twins are these three rows, so under the null the batch holds exactly the
+    # two copies with probability n(n-1)(N-n) / (N(N-1)(N-2)); that is the p-value,
+    # where Bonferroni over the three tests gives about three times as much.
+    m, n = 2000, 100
+    ref, batch = _replica_pair(m, n)
+    check = DuplicatesCheck(alpha=0.005).fit(_table(ref, ref))
+    result = check.run(_table(batch, ref))
+    big = m + n
+    exact = n * (n - 1) * (big - n) / (big * (big - 1) * (big - 2))
+    assert result.info["p_bonferroni"] == pytest.approx(3 * n * (n - 1) / (big * (big - 1)))
+    assert result.info["p_bonferroni"] > check.alpha  # Bonferroni alone misses them
+    assert result.info["null_draws"] > 1000
+    assert result.p_value == pytest.approx(exact, abs=0.0012)
+    assert result.status == "fail" and result.row_flags[-2:].all()
+    bonferroni_only = DuplicatesCheck(alpha=0.005, draws=0).fit(_table(ref, ref))
+    assert bonferroni_only.run(_table(batch, ref)).status == "pass"
+
+
+def _sparse_twins(n: int, seed: int) -> pd.DataFrame:
+    """Rows over 400 possible vectors with skewed frequencies and labels that ignore
+    them: natural twins, natural conflicts and the odd natural burst."""
+    rng = np.random.default_rng(seed)
+    vector = np.minimum(rng.zipf(1.6, n), 400)
+    return pd.DataFrame(
+        {"record_id": np.arange(n), "v": vector.astype(float), "w": (vector % 7).astype(float),
+         "label": rng.integers(0, 2, n)}
+    )  # fmt: skip
+
+
+def test_calibrated_pvalue_holds_its_level_on_exchangeable_rows():
+    # Each split draws batch and reference from the same pooled rows: rejections at
+    # alpha = 0.05 must stay near 5% (Bonferroni alone, the p-value capping the
+    # calibrated one, rejects less). 150 splits: 3 standard errors above 5% is 10.3%.
+    pooled = _sparse_twins(700, seed=3)
+    rejected = bonferroni_rejected = calibrated_runs = 0
+    splits = 150
+    for seed in range(splits):
+        order = np.random.default_rng(seed).permutation(len(pooled))
+        ref = pooled.iloc[order[:600]].reset_index(drop=True)
+        batch = pooled.iloc[order[600:]].reset_index(drop=True)
+        check = DuplicatesCheck(alpha=0.05, tolerance=0.0).fit(_table(ref, ref))
+        result = check.run(_table(batch, ref))
+        assert result.p_value <= result.info["p_bonferroni"]
+        rejected += result.p_value < 0.05
+        bonferroni_rejected += result.info["p_bonferroni"] < 0.05
+        calibrated_runs += result.info["null_draws"] > 0
+    assert calibrated_runs >= 10  # the data does give the calibration work to do
+    assert bonferroni_rejected <= rejected <= 0.103 * splits
+
+
+def test_calibration_statistic_reproduces_the_checks_own_tests():
+    # On exact twins, the calibration's statistic on the observed split is the smallest
+    # of the three p-values the check reports.
+    from sanitizer.checks.duplicates import _BurstTests
+
+    pooled = _sparse_twins(700, seed=4)
+    ref, batch = pooled.iloc[:600].reset_index(drop=True), pooled.iloc[600:].reset_index(drop=True)
+    check = DuplicatesCheck(tolerance=0.0).fit(_table(ref, ref))
+    result = check.run(_table(batch, ref))
+    comp_y = check.reference_y_
+    table = _table(batch, ref)
+    counts = check._twin_counts(
+        [check.reference_x_, check.history_x_, table.encoded(check.encoder_)],
+        np.concatenate([comp_y, table.label_codes(tuple(check.classes_.tolist()))]),
+        np.r_[np.zeros(len(comp_y), bool), np.ones(len(batch), bool)],
+    )
+    tests = _BurstTests(counts.own_comp, counts.own_batch, None, len(batch), len(comp_y))
+    info = result.info
+    smallest = min(info["p_conflict"], info["p_unseen_burst"], info["p_seen_burst"])
+    assert tests.min_p(tests.batch[None])[0] == pytest.approx(smallest, rel=1e-9)
+
+
 def test_twin_in_accepted_history_reveals_the_conflict(data):
     ref, history, pool = data
     batch = pool.iloc[:300].reset_index(drop=True)
@@ -181,6 +265,8 @@ def test_tiny_batch_and_bad_usage(data, check):
         DuplicatesCheck(tolerance=-1)
     with pytest.raises(ValueError, match="n_threads"):
         DuplicatesCheck(n_threads=0)
+    with pytest.raises(ValueError, match="draws"):
+        DuplicatesCheck(draws=-1)
 
 
 @settings(max_examples=10, deadline=None)
