@@ -118,7 +118,10 @@ def scenarios() -> dict[str, Scenario]:
         ) -> tuple[pd.DataFrame, np.ndarray]:
             if kind == "covariate":
                 return attacks.covariate_drift(pool, LABEL, s, size=len(b), strength=0.3)
-            return attacks.prior_drift(pool, LABEL, s, size=len(b), factor=1.5)
+            # the last class (default) or the first one more frequent: on imbalanced
+            # data one direction raises the share of the minority class
+            target = np.unique(pool[LABEL])[0] if kind == "prior first" else None
+            return attacks.prior_drift(pool, LABEL, s, size=len(b), factor=1.5, target=target)
 
         return f
 
@@ -126,6 +129,7 @@ def scenarios() -> dict[str, Scenario]:
         "clean": clean,
         "benign: covariate drift": drift("covariate"),
         "benign: prior drift": drift("prior"),
+        "benign: prior drift to class 0": drift("prior first"),
         "flip random 5%": lambda b, r, p, s: attacks.flip_labels_random(b, LABEL, s, rate=0.05),
         "flip random 10%": lambda b, r, p, s: attacks.flip_labels_random(b, LABEL, s, rate=0.10),
         "flip targeted 5%": lambda b, r, p, s: attacks.flip_labels_targeted(
@@ -152,7 +156,12 @@ def scenarios() -> dict[str, Scenario]:
     }
 
 
-BENIGN = ("clean", "benign: covariate drift", "benign: prior drift")
+BENIGN = (
+    "clean",
+    "benign: covariate drift",
+    "benign: prior drift",
+    "benign: prior drift to class 0",
+)
 # the check built for each attack: its own flags give the "check prec / recall" columns
 OWN_CHECK = {"flip": "label_consistency", "truth serum": "duplicates", "backdoor": "backdoor",
              "in-range outliers": "outliers"}  # fmt: skip
