@@ -437,7 +437,7 @@ class DuplicatesCheck(Check):
         1)). When the twin cells are too many for that many draws (low-cardinality
         data full of natural twins), the Bonferroni p-value stands.
         """
-        tests = _BurstTests(counts.own_comp, counts.own_batch, counts.adjacency, n, m)
+        tests = _BurstTests(counts, n, m)
         cells = tests.total.size
         # enough draws to resolve p-values well below the level
         max_draws = min(self.draws, int(np.ceil(NULL_HITS / self.alpha)))
@@ -599,22 +599,22 @@ class _BurstTests:
     """The check's three batch tests on any split of the pooled twin cells.
 
     ``total`` and ``batch`` are rows per (distinct vector, label) among the vectors that
-    have a twin in the pooled data (the only rows a test can count); ``adjacency``
-    the twin relation between those vectors (None: exact twins only). ``min_p``
+    have a twin in the pooled data (the only rows a test can count), taken from the
+    check's twin ``counts``; ``adjacency`` the twin relation between those vectors
+    (None: exact twins only). ``min_p``
     takes batch counts of shape (draws, vectors, labels), the comparison set being
     the rest of each cell, and returns the smallest of the three p-values per draw,
     computed as ``DuplicatesCheck.run`` does, with the comparison set's conflict
     count and twin-pair rate recomputed from the same split.
     """
 
-    def __init__(
-        self, own_comp: np.ndarray, own_batch: np.ndarray, adjacency: Any, n: int, m: int
-    ) -> None:
-        total = own_comp + own_batch
-        hood = total if adjacency is None else np.asarray(adjacency @ total)
+    def __init__(self, counts: _Counts, n: int, m: int) -> None:
+        total = counts.own_comp + counts.own_batch
+        hood = counts.comp_by_label + counts.batch_by_label  # twins of each cell, pooled
         twinned = hood.sum(axis=1) >= 2  # closed under the (symmetric) twin relation
         self.total = total[twinned].astype(np.int64)
-        self.batch = own_batch[twinned].astype(np.int64)
+        self.batch = counts.own_batch[twinned].astype(np.int64)
+        adjacency = counts.adjacency
         self.adjacency = None if adjacency is None else adjacency[twinned][:, twinned]
         self.hood_total = hood[twinned]
         self.n, self.m = n, m

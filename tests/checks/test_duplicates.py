@@ -165,7 +165,8 @@ def test_calibration_statistic_reproduces_the_checks_own_tests():
         np.concatenate([comp_y, table.label_codes(tuple(check.classes_.tolist()))]),
         np.r_[np.zeros(len(comp_y), bool), np.ones(len(batch), bool)],
     )
-    tests = _BurstTests(counts.own_comp, counts.own_batch, None, len(batch), len(comp_y))
+    assert not counts.near
+    tests = _BurstTests(counts, len(batch), len(comp_y))
     info = result.info
     smallest = min(info["p_conflict"], info["p_unseen_burst"], info["p_seen_burst"])
     assert tests.min_p(tests.batch[None])[0] == pytest.approx(smallest, rel=1e-9)
