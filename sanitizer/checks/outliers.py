@@ -21,6 +21,22 @@ combined with Bonferroni. That guarantee is marginal over the reference; for one
 fixed reference the realised false-flag rate of a threshold can sit a few tens of
 percent above nominal, which a very large batch would detect, so a level also
 needs an effect of ``min_ratio`` times its expected count.
+
+Ranks alone cannot say more than "beyond every held-out row": ``k`` such rows in a
+batch of ``n`` have probability about ``(n / (n + m))**k``, so with ``m`` = 3,000
+two rows of a 200-row batch give p ≈ 0.004 however far out they are. The *tail
+test* uses the distance too (peaks over threshold): a generalized Pareto
+distribution fitted to the excesses of the top ``tail_fraction`` of held-out scores
+extrapolates the exceedance probability ``q`` of the least novel of the ``k`` rows
+beyond the held-out maximum, and P(Binomial(n, q) >= k) is that order statistic's
+p-value. The fitted shape is replaced by an upper confidence bound (two standard
+errors, never below 0, the exponential tail). Extrapolation can still be wrong (a
+heavy-tailed table whose tail only shows beyond the held-out rows), so the model
+may strengthen the rank-only p-value of ``k`` rows beyond the maximum at most
+``tail_gain``-fold: however wrong the tail, the test's level is at most
+``tail_gain`` times nominal. One row never fails the batch on its own, and the
+``min_ratio`` rule applies as for the levels. The tail test is a fourth test in the
+Bonferroni combination.
 """
 
 from __future__ import annotations
@@ -52,6 +68,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REASON_ROWS = 1000
+MIN_TAIL_EXCESSES = 30  # held-out scores above the tail threshold needed to fit its shape
+SHAPE_MARGIN = 2.0  # standard errors added to the fitted tail shape (heavier = conservative)
 SCORE_CHUNK = 16_384  # rows per mixture scoring step: small temporaries per thread
 
 
@@ -72,6 +90,73 @@ def conformal_excess_pvalue(flagged: int, n: int, exceed: int, m: int) -> float:
     return float(min(1.0, max(0.0, betabinom.sf(flagged - 1, n, a, b))))
 
 
+def fit_tail(calibration: np.ndarray, fraction: float) -> dict[str, float] | None:
+    """A generalized Pareto tail for the sorted held-out scores, or None if unfittable.
+
+    ``threshold`` is the score above which the top ``excesses`` held-out rows lie;
+    ``shape`` is the maximum-likelihood shape plus ``SHAPE_MARGIN`` standard errors
+    (asymptotically ``(1 + shape) / sqrt(excesses)``), at least 0; ``scale`` is
+    refitted with that shape fixed.
+    """
+    from scipy.stats import genpareto
+
+    m = len(calibration)
+    t = int(min(max(MIN_TAIL_EXCESSES, round(fraction * m)), m // 2))
+    if t < MIN_TAIL_EXCESSES or not np.all(np.isfinite(calibration[m - t - 1 :])):
+        return None
+    threshold = float(calibration[m - t - 1])
+    excess = calibration[m - t :] - threshold
+    if float(np.ptp(excess)) <= 0.0 or np.count_nonzero(excess) < MIN_TAIL_EXCESSES // 2:
+        return None  # ties (discrete scores): no continuous tail to fit
+    try:
+        shape, _, _ = genpareto.fit(excess, floc=0.0)
+        shape = max(0.0, shape + SHAPE_MARGIN * (1.0 + max(shape, 0.0)) / math.sqrt(t))
+        _, _, scale = genpareto.fit(excess, f0=shape, floc=0.0)
+    except (ValueError, RuntimeError, FloatingPointError):
+        return None
+    if not (np.isfinite(shape) and np.isfinite(scale) and scale > 0):
+        return None
+    return {
+        "threshold": threshold,
+        "excesses": float(t),
+        "shape": float(shape),
+        "scale": float(scale),
+        "maximum": float(calibration[-1]),
+        "calibration_rows": float(m),
+    }
+
+
+def tail_pvalue(
+    tail: dict[str, float] | None, raw: np.ndarray, k_max: int, min_ratio: float, gain: float
+) -> float:
+    """Tail test: are the rows beyond the held-out maximum further out than clean rows go?
+
+    With ``k`` rows beyond the maximum (2 <= k, at most ``k_max`` looked at) and ``q``
+    the extrapolated exceedance probability of the ``k``-th most novel, the model's
+    p-value is P(Binomial(n, q) >= k) (the ``k``-th order statistic's tail). It may
+    strengthen the rank-only p-value of ``k`` rows beyond the maximum at most
+    ``gain``-fold, so a tail model that is wrong by any factor cannot push the test's
+    level above ``gain`` times its nominal level. ``k`` counts only if
+    ``k >= min_ratio * n * q``.
+    """
+    from scipy.stats import binom, genpareto
+
+    n = len(raw)
+    if tail is None or k_max < 2:
+        return 1.0
+    beyond = raw[raw > tail["maximum"]]
+    k = min(len(beyond), k_max)
+    if k < 2:
+        return 1.0
+    x = float(np.partition(beyond, len(beyond) - k)[len(beyond) - k])  # k-th largest
+    rate = (tail["excesses"] + 1.0) / (tail["calibration_rows"] + 1.0)
+    q = rate * float(genpareto.sf(x - tail["threshold"], tail["shape"], scale=tail["scale"]))
+    if k < min_ratio * n * q:
+        return 1.0
+    rank_p = conformal_excess_pvalue(k, n, 1, int(tail["calibration_rows"]))
+    return float(max(binom.sf(k - 1, n, q), rank_p / gain))
+
+
 class OutlierCheck(Check):
     """Novelty relative to the reference: a Gaussian-mixture density on encoded features.
 
@@ -82,6 +167,10 @@ class OutlierCheck(Check):
     size limit, chosen by BIC), ``max_fit_rows`` (subsample for fitting),
     ``reg_covar`` (ridge on each covariance), ``min_ratio`` (a level counts only
     if it flags at least this many times its expected number of rows),
+    ``tail_rows`` (the tail test looks at this many rows beyond the held-out
+    maximum; 0 turns it off), ``tail_fraction`` (share of held-out scores whose
+    excesses fit the tail, at least 30 rows), ``tail_gain`` (the most the tail
+    model may strengthen the rank-only evidence of the rows beyond the maximum),
     ``n_threads`` (threads scoring rows; None, the default: one below
     ``parallel_rows`` rows, 200k — below that, scoring is a fraction of a second and
     threads only add memory — the cores this process may use above), ``random_state``.
@@ -101,6 +190,9 @@ class OutlierCheck(Check):
         max_fit_rows: int = 20_000,
         reg_covar: float = 1e-3,
         min_ratio: float = 3.0,
+        tail_rows: int = 10,
+        tail_fraction: float = 0.02,
+        tail_gain: float = 10.0,
         n_threads: int | None = None,
         parallel_rows: int = 200_000,
         random_state: int = 0,
@@ -115,6 +207,12 @@ class OutlierCheck(Check):
             raise ValueError(f"min_ratio must be >= 1, got {min_ratio!r}")
         if max_components < 1:
             raise ValueError("max_components must be >= 1")
+        if tail_rows < 0 or tail_rows == 1:
+            raise ValueError(f"tail_rows must be 0 (off) or >= 2, got {tail_rows!r}")
+        if not 0.0 < tail_fraction <= 0.5:
+            raise ValueError(f"tail_fraction must be in (0, 0.5], got {tail_fraction!r}")
+        if tail_gain < 1.0:
+            raise ValueError(f"tail_gain must be >= 1, got {tail_gain!r}")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1 or None, got {n_threads!r}")
         self.alpha = alpha
@@ -124,6 +222,9 @@ class OutlierCheck(Check):
         self.max_fit_rows = max_fit_rows
         self.reg_covar = reg_covar
         self.min_ratio = min_ratio
+        self.tail_rows = tail_rows
+        self.tail_fraction = tail_fraction
+        self.tail_gain = tail_gain
         self.n_threads = n_threads
         self.parallel_rows = parallel_rows
         self.random_state = random_state
@@ -137,6 +238,7 @@ class OutlierCheck(Check):
         fit_idx = subsample(fit_idx, self.max_fit_rows, self.random_state)
         cal_idx = subsample(cal_idx, self.max_fit_rows, self.random_state + 1)
         self.model_: GaussianMixture | None = None
+        self.tail_: dict[str, float] | None = None
         if x.shape[1] == 0 or len(fit_idx) < 2:
             log.info("outliers: no features or too few reference rows; the check will pass")
             self.calibration_ = np.zeros(0)
@@ -158,6 +260,7 @@ class OutlierCheck(Check):
         self.calibration_ = cal
         self.thresholds_ = np.asarray(thresholds)
         self.exceed_ = np.asarray(exceed, dtype=int)
+        self.tail_ = fit_tail(cal, self.tail_fraction)
         log.debug(
             "outliers: %d components on %d rows, %d calibration rows",
             self.model_.n_components,
@@ -183,7 +286,7 @@ class OutlierCheck(Check):
     # -- scanning ----------------------------------------------------------------
 
     def run(self, batch: Table) -> CheckResult:
-        self._require_fitted("encoder_", "model_", "calibration_")
+        self._require_fitted("encoder_", "model_", "calibration_", "tail_")
         n = len(batch)
         if self.model_ is None:
             return self.result(
@@ -211,15 +314,21 @@ class OutlierCheck(Check):
             else 1.0
             for k, j in zip(counts, self.exceed_, strict=True)
         ]
-        p = min(1.0, min(p_values) * len(p_values))
+        p_tail = tail_pvalue(self.tail_, raw, self.tail_rows, self.min_ratio, self.tail_gain)
+        tests = len(p_values) + (self.tail_ is not None and self.tail_rows >= 2)
+        p = min(1.0, min(*p_values, p_tail) * tests)
         flags = raw > self.thresholds_[0]
         expected = float(self.exceed_[0]) / (m + 1)
         status: Status = "fail" if p < self.alpha else "pass"
         rate = counts[0] / n if n else 0.0
         message = (
             f"{counts[0]} of {n} rows ({rate:.2%}) beyond the reference's "
-            f"{self.levels[0]:.1%} novelty quantile (expected {expected:.2%}); p={p:.2g}"
+            f"{self.levels[0]:.1%} novelty quantile (expected {expected:.2%})"
         )
+        if p_tail < min(p_values):
+            beyond = int(np.count_nonzero(raw > self.calibration_[-1]))
+            message += f", {beyond} beyond the most novel reference row"
+        message += f"; p={p:.2g}"
         reasons = self._reasons(x, raw, scores, flags)
         return self.result(
             status,
@@ -235,6 +344,8 @@ class OutlierCheck(Check):
                 "levels": list(self.levels),
                 "flagged_per_level": counts,
                 "p_values_per_level": p_values,
+                "p_tail": p_tail,
+                "tail_shape": None if self.tail_ is None else self.tail_["shape"],
                 "expected_rate": expected,
                 "components": int(self.model_.n_components),
                 "calibration_rows": m,

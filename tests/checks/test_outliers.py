@@ -121,6 +121,12 @@ def test_option_validation() -> None:
         OutlierCheck(min_ratio=0.5)
     with pytest.raises(ValueError, match="n_threads"):
         OutlierCheck(n_threads=0)
+    with pytest.raises(ValueError, match="tail_rows"):
+        OutlierCheck(tail_rows=1)
+    with pytest.raises(ValueError, match="tail_fraction"):
+        OutlierCheck(tail_fraction=0.0)
+    with pytest.raises(ValueError, match="tail_gain"):
+        OutlierCheck(tail_gain=0.5)
 
 
 def test_threaded_chunked_scoring_gives_the_single_threaded_result(monkeypatch) -> None:
@@ -232,3 +238,110 @@ def test_through_the_engine() -> None:
     result = next(r for r in report.checks if r.name == "outliers")
     assert result.failed
     assert set(report.flagged.index) & set(np.flatnonzero(mask))
+
+
+# -- the tail test ----------------------------------------------------------------
+
+
+def _correlated(rng: np.random.Generator, n: int, df: float | None = None) -> pd.DataFrame:
+    """x1 follows x0 closely; multivariate Student-t rows when ``df`` is given."""
+    x0 = rng.normal(size=n)
+    x1 = x0 + 0.1 * rng.normal(size=n)
+    frame = pd.DataFrame({"x0": x0, "x1": x1, "x2": rng.normal(size=n)})
+    if df is not None:
+        frame = frame.div(np.sqrt(rng.chisquare(df, size=n) / df), axis=0)
+    frame["label"] = (frame["x0"] + rng.normal(size=n) > 0).astype(int)
+    frame.insert(0, "record_id", np.arange(n))
+    return frame
+
+
+def test_tail_test_sees_how_far_beyond_the_reference_two_rows_are() -> None:
+    """Two in-range rows that break x1 ≈ x0 in a 200-row batch: ranks alone give
+    p ≈ (n / (n + m))² for two rows beyond every held-out row, too weak after the
+    correction; the tail model knows they are hundreds of nats out, and the test is
+    then bounded by ``tail_gain`` times the rank-only p-value."""
+    from scipy.stats import betabinom
+
+    rng = np.random.default_rng(3)
+    reference = _correlated(rng, 4000)
+    contract = DataContract.from_reference(reference, CONFIG)
+    batch = _correlated(rng, 200)
+    batch.loc[[7, 91], ["x0", "x1"]] = [[1.5, -1.5], [-1.2, 1.4]]  # each inside its range
+    for col in ("x0", "x1"):
+        assert reference[col].min() < batch[col].min() and batch[col].max() < reference[col].max()
+    ranks_only = OutlierCheck(alpha=0.01, tail_rows=0).fit(Table(reference, contract))
+    result = ranks_only.run(Table(batch, contract))
+    assert not result.failed and result.info["p_tail"] == 1.0
+    check = OutlierCheck(alpha=0.01).fit(Table(reference, contract))
+    result = check.run(Table(batch, contract))
+    m = result.info["calibration_rows"]
+    rank_p = float(betabinom.sf(1, 200, 1, m))  # two of 200 beyond the maximum of m
+    assert result.info["p_tail"] == pytest.approx(rank_p / check.tail_gain)
+    assert result.p_value == pytest.approx(4 * rank_p / check.tail_gain)
+    assert result.failed and "beyond the most novel reference row" in result.message
+    assert {7, 91} <= set(np.flatnonzero(result.row_flags))
+
+
+def test_one_far_row_never_fails_the_batch_through_the_tail() -> None:
+    rng = np.random.default_rng(4)
+    reference = _correlated(rng, 4000)
+    contract = DataContract.from_reference(reference, CONFIG)
+    batch = _correlated(rng, 100)
+    batch.loc[0, ["x0", "x1"]] = [2.0, -2.0]
+    result = OutlierCheck().fit(Table(reference, contract)).run(Table(batch, contract))
+    assert result.info["p_tail"] == 1.0 and not result.failed
+
+
+@pytest.mark.parametrize("df", [None, 3.0])
+def test_tail_test_level_on_clean_batches(df: float | None) -> None:
+    """Clean batches, Gaussian and heavy-tailed (Student-t, 3 degrees of freedom, whose
+    tail a mixture underestimates): the tail test rejects at 0.05 no more often than
+    5% plus three standard errors, and the whole check at its level rarely."""
+    rng = np.random.default_rng(5)
+    reference = _correlated(rng, 3000, df)
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = OutlierCheck(alpha=0.01).fit(Table(reference, contract))
+    assert check.tail_ is not None
+    runs = [check.run(Table(_correlated(rng, n, df), contract)) for n in [200, 1000] * 60]
+    tail_rejections = np.mean([r.info["p_tail"] < 0.05 for r in runs])
+    assert tail_rejections <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(runs))
+    assert sum(r.failed for r in runs) <= 3
+
+
+def test_fit_tail_recovers_an_exponential_and_refuses_ties() -> None:
+    from sanitizer.checks.outliers import MIN_TAIL_EXCESSES, fit_tail
+
+    rng = np.random.default_rng(6)
+    tail = fit_tail(np.sort(rng.exponential(size=20_000)), 0.02)
+    assert tail is not None
+    assert tail["excesses"] == 400 and tail["maximum"] > tail["threshold"]
+    # the shape's upper bound: ML estimate (about 0) plus two standard errors
+    assert 0.0 <= tail["shape"] < 0.3
+    assert tail["scale"] == pytest.approx(1.0, rel=0.25)
+    assert fit_tail(np.sort(rng.integers(0, 3, size=5000).astype(float)), 0.02) is None
+    assert fit_tail(np.sort(rng.exponential(size=2 * MIN_TAIL_EXCESSES - 1)), 0.02) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    raw=st.lists(st.floats(min_value=-5.0, max_value=1e6), min_size=1, max_size=300),
+    shape=st.floats(min_value=0.0, max_value=3.0),
+    gain=st.floats(min_value=1.0, max_value=100.0),
+)
+def test_tail_pvalue_never_beats_the_rank_bound(
+    raw: list[float], shape: float, gain: float
+) -> None:
+    """Whatever the tail model says, the tail p-value is at least the rank-only
+    p-value of the rows beyond the held-out maximum divided by ``gain``."""
+    from sanitizer.checks.outliers import tail_pvalue
+
+    tail = {"threshold": 1.0, "excesses": 60.0, "shape": shape, "scale": 0.5,
+            "maximum": 4.0, "calibration_rows": 3000.0}  # fmt: skip
+    scores = np.asarray(raw)
+    p = tail_pvalue(tail, scores, 10, 3.0, gain)
+    k = min(int(np.count_nonzero(scores > 4.0)), 10)
+    assert 0.0 <= p <= 1.0
+    if k >= 2:
+        assert p >= conformal_excess_pvalue(k, len(scores), 1, 3000) / gain * (1 - 1e-12)
+    else:
+        assert p == 1.0
