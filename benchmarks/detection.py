@@ -150,6 +150,9 @@ def scenarios() -> dict[str, Scenario]:
         "backdoor 2% clean-label": lambda b, r, p, s: attacks.backdoor_trigger(
             b, LABEL, s, reference=r, rate=0.02, clean_label=True
         ),
+        "in-range outliers 1%": lambda b, r, p, s: attacks.in_range_outliers(
+            b, LABEL, s, reference=r, rate=0.01
+        ),
         "in-range outliers 2%": lambda b, r, p, s: attacks.in_range_outliers(
             b, LABEL, s, reference=r, rate=0.02
         ),
@@ -246,6 +249,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         chosen = list(held_out_datasets())
     sizes = [int(s) for s in args.sizes.split(",")]
     scen = scenarios()
+    if args.scenarios:
+        wanted = [w.strip() for w in args.scenarios.split(",")]
+        unknown = [w for w in wanted if w not in scen]
+        if unknown:
+            raise SystemExit(f"unknown scenarios {unknown}; choose from {list(scen)}")
+        scen = {k: v for k, v in scen.items() if k in wanted}
     for name in chosen:
         full = catalogue[name]()
         features = [c for c in full.columns if c not in (LABEL, "record_id")]
@@ -380,6 +389,9 @@ def main() -> int:
         help="run the held-out real data sets (statsmodels' fair and randhie) instead",
     )
     parser.add_argument("--reference-rows", type=int, default=5000)
+    parser.add_argument(
+        "--scenarios", default="", help="comma list of scenario names (default: all)"
+    )
     parser.add_argument(
         "--clean-batches", type=int, default=5, help="clean batches per seed and size"
     )
