@@ -10,6 +10,10 @@ import numpy as np
 MAX_CELL_SHARE = 0.5
 #: Pseudo-rows of the reference prior added to the batch's prior when re-weighting.
 PRIOR_PSEUDO_ROWS = 200.0
+#: Bound on a class's batch/reference prior ratio when re-weighting a cell's reference
+#: counts: a class (almost) absent outside a cell in the reference would otherwise get
+#: a ratio of 10+ from a few batch rows and crowd every other class out of the cell.
+MAX_PRIOR_RATIO = 3.0
 #: A point mass shared by more numeric columns than this is a copied row, not a trigger.
 MAX_TRIGGER_FEATURES = 3
 #: Grid cells over a column's bin edges for guessing a value's bin (see ``_cell_codes``).
@@ -103,7 +107,7 @@ def _label_tests(
     The reference counts of a cell are re-weighted by the batch/reference label
     prior ratio computed *outside* that cell, so a prior shift moves the expectation
     while the poisoned cell, whose relabelling shifts the prior too, does not
-    explain itself away.
+    explain itself away. The ratio is bounded by ``MAX_PRIOR_RATIO`` either way.
     """
     from scipy.stats import hypergeom
 
@@ -119,6 +123,7 @@ def _label_tests(
     # with a few rows per class its noise would otherwise pass for a label association.
     b_out = b.sum(axis=0) - b + PRIOR_PSEUDO_ROWS * r_prior
     weight = (b_out / b_out.sum(axis=1, keepdims=True)) / r_prior
+    weight = np.clip(weight, 1.0 / MAX_PRIOR_RATIO, MAX_PRIOR_RATIO)
     adj = ref_counts * weight
     with np.errstate(invalid="ignore", divide="ignore"):
         adj = np.where(r_tot[:, None] > 0, adj / adj.sum(axis=1, keepdims=True), 0.0)

@@ -61,3 +61,25 @@ def test_cell_codes_with_fewer_than_two_edges_or_no_values() -> None:
         values = np.array([np.nan, 0.0, 0.5, 1.0, -1.0])
         assert np.array_equal(_cell_codes(edges, values), _searched(edges, values))
     assert _cell_codes(np.array([0.0, 1.0]), np.zeros(0)).tolist() == []
+
+
+def test_label_tests_a_class_confined_to_one_cell_does_not_crowd_out_the_others() -> None:
+    """`digits`, pixel 54 (the benchmark's benign prior-drift batch, seed 0): every
+    reference "4" lies in the cell of zeros, the clean batch has 4 of its 14 "4"s
+    outside. Unbounded, that made the "4" prior ratio 12.9, the cell's reference
+    expectation for "5" fell from 12% to 3%, and 19 "5"s in 98 rows gave p = 3e-7."""
+    from sanitizer.checks._backdoor_stats import _label_tests
+
+    ref = np.array([[33, 67, 4, 16, 85, 55, 4, 92, 57, 28], [53, 30, 86, 85, 0, 25, 90, 0, 32, 56]])
+
+    def p_values(batch_counts: list[list[int]]) -> np.ndarray:
+        counts = np.asarray(batch_counts)
+        cells = np.repeat(np.arange(20) // 10, counts.ravel())
+        y = np.repeat(np.tile(np.arange(10), 2), counts.ravel())
+        return _label_tests("f54", cells, y, ref.astype(float), ["== 0", "> 0"], 3, 0.05).p
+
+    clean = [[14, 14, 3, 2, 10, 19, 0, 19, 9, 8], [17, 6, 22, 15, 4, 4, 14, 0, 6, 14]]
+    assert p_values(clean).min() > 1e-3
+    # the cell with a third of its rows "5" (reference: 12%) is still found
+    poisoned = [[14, 14, 3, 2, 10, 35, 0, 5, 9, 8], [17, 6, 22, 15, 4, 4, 14, 0, 6, 14]]
+    assert p_values(poisoned)[5] < 1e-6
