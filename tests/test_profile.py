@@ -120,6 +120,28 @@ def test_refuses_foreign_classes_and_garbage(tmp_path: Path, fitted: Sanitizer) 
         load_profile(tmp_path / "none.zip")
 
 
+def test_a_profile_of_another_format_is_refused_with_a_refit_hint(
+    tmp_path: Path, fitted: Sanitizer
+) -> None:
+    """Format 1 profiles predate the outlier check's fitted tail: loading one must say
+    "refit", not fail later on a missing attribute."""
+    from sanitizer.profile import FORMAT_VERSION
+
+    path = save_profile(fitted, tmp_path / "p.zip")
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    doc = json.loads(members["profile.json"])
+    assert doc["format"] == FORMAT_VERSION == 2
+    doc["format"] = 1
+    members["profile.json"] = json.dumps(doc).encode()
+    old = tmp_path / "old.zip"
+    with zipfile.ZipFile(old, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(InputError, match=r"profile format 1 is not supported .*refit"):
+        load_profile(old)
+
+
 def test_unsupported_state_is_a_clear_error(tmp_path: Path, fitted: Sanitizer) -> None:
     check = fitted.checks_[0][0]
     check.weird_ = object()
