@@ -25,9 +25,12 @@ accepted history), leave-one-out, and is recomputed when history is added:
   own leave-one-out count (Fisher's exact test, one-sided);
 - bursts of vectors never seen with that label: same-label twin pairs inside the
   batch against the comparison set's per-pair twin rate (Poisson, exact tail);
-- bursts of seen vectors: for each (vector, label), the batch count given the
-  total count in batch + comparison set (exact conditional binomial), Bonferroni
-  over the batch's distinct vectors.
+- bursts: for each (vector, label) twin cell, seen in the comparison set or not,
+  the batch count given the cell's pooled count (hypergeometric: a record copied
+  ``r`` times into the batch and never seen with that label has p = C(n, r) /
+  C(n + m, r)), with Tarone's correction: only cells large enough to reach
+  significance count as tests, so a table full of natural twin pairs does not
+  dilute a burst of seven copies.
 
 The batch p-value is the Bonferroni minimum of the three; when that does not reject,
 the smallest of the three is calibrated by random splits of the pooled twin cells
@@ -358,14 +361,18 @@ class DuplicatesCheck(Check):
         row_p = np.ones(n)
         row_p[unseen] = poisson.sf(batch_same[unseen] - 2, (n - 1) * self.pair_rate_)
 
-        # bursts of seen vectors: batch count given the batch + comparison count
+        # bursts of seen vectors, row level: batch count given the batch + comparison count
         seen = known & (comp_same >= 1) & (batch_same >= 2)
-        share = n / (n + m)
-        seen_p = binom.sf(batch_same[seen] - 1, batch_same[seen] + comp_same[seen], share)
-        row_p[seen] = seen_p
-        cells = unique[known & (comp_same >= 1)] * len(self.classes_) + y[known & (comp_same >= 1)]
-        n_seen_tests = max(1, len(np.unique(cells)))
-        p_seen = min(1.0, n_seen_tests * float(seen_p.min())) if seen_p.size else 1.0
+        row_p[seen] = binom.sf(
+            batch_same[seen] - 1, batch_same[seen] + comp_same[seen], n / (n + m)
+        )
+
+        # bursts, batch level: every (vector, label) twin cell, seen or not, by its batch
+        # count given its pooled count (hypergeometric); Tarone's correction
+        burst = _CellBursts(counts, n, m, self.alpha / 3.0)
+        p_burst, cell_p = burst.pvalue(), burst.row_pvalues(unique, y)
+        burst_rows = known & (cell_p < self.row_alpha)
+        row_p = np.where(burst_rows, np.minimum(row_p, cell_p), row_p)
 
         row_p = np.where(conflict, np.minimum(row_p, self.conflict_rate_), row_p)
         # A same-label twin pair of a never-seen vector is what natural near twins look
@@ -373,13 +380,17 @@ class DuplicatesCheck(Check):
         # its relabelled copies) it must survive a correction over the batch's rows.
         lone = unseen & (batch_total == batch_same) & ~conflict
         flag_p = np.where(lone, np.minimum(1.0, row_p * n), row_p)
-        flags = (flag_p < self.row_alpha) | (conflict & (self.conflict_rate_ <= self.row_alpha))
+        flags = (
+            (flag_p < self.row_alpha)
+            | burst_rows
+            | (conflict & (self.conflict_rate_ <= self.row_alpha))
+        )
         twins = (comp_total + batch_total) > 1
         scores = np.where(twins, 1.0 - np.clip(row_p, 0.0, 1.0), 0.0)
-        bonferroni = min(1.0, 3.0 * min(p_conflict, p_unseen, p_seen))
+        bonferroni = min(1.0, 3.0 * min(p_conflict, p_unseen, p_burst))
         p_value, draws = bonferroni, 0
         if self.draws and bool(known.all()) and self.alpha <= bonferroni < 1.0:
-            p_value, draws = self._exchangeable_pvalue(counts, n, m, bonferroni)
+            p_value, draws = self._exchangeable_pvalue(counts, n, m, bonferroni, burst)
         status: Status = "fail" if p_value < self.alpha else "pass"
         flagged = int(flags.sum())
         reasons = {
@@ -389,7 +400,7 @@ class DuplicatesCheck(Check):
         replicated = int(np.sum(batch_total > 1))
         message = (
             f"{flagged} of {n} rows flagged: {n_conflict} conflict with a reference/history "
-            f"twin, {int(np.sum(flags & (unseen | seen)))} in replication bursts; "
+            f"twin, {int(np.sum(flags & (unseen | seen | burst_rows)))} in replication bursts; "
             f"{replicated} rows have a twin in the batch; p = {p_value:.3g}"
         )
         return self.result(
@@ -408,7 +419,8 @@ class DuplicatesCheck(Check):
                 "unseen_twin_pairs": unseen_pairs,
                 "expected_twin_pairs": lam,
                 "p_unseen_burst": p_unseen,
-                "p_seen_burst": p_seen,
+                "p_burst": p_burst,
+                "burst_tests": burst.tests,
                 "p_bonferroni": bonferroni,
                 "null_draws": draws,
                 "rows_with_batch_twin": replicated,
@@ -418,7 +430,7 @@ class DuplicatesCheck(Check):
         )
 
     def _exchangeable_pvalue(
-        self, counts: _Counts, n: int, m: int, bonferroni: float
+        self, counts: _Counts, n: int, m: int, bonferroni: float, burst: _CellBursts
     ) -> tuple[float, int]:
         """The batch p-value calibrated by drawing the batch as random n-subsets of the
         pooled rows (batch + comparison set), capped by Bonferroni, and the number of
@@ -437,7 +449,7 @@ class DuplicatesCheck(Check):
         1)). When the twin cells are too many for that many draws (low-cardinality
         data full of natural twins), the Bonferroni p-value stands.
         """
-        tests = _BurstTests(counts, n, m)
+        tests = _BurstTests(counts, n, m, burst)
         cells = tests.total.size
         # enough draws to resolve p-values well below the level
         max_draws = min(self.draws, int(np.ceil(NULL_HITS / self.alpha)))
@@ -595,6 +607,46 @@ class _Counts:
         return self.adjacency is not None
 
 
+class _CellBursts:
+    """The burst test: is any (vector, label) twin cell over-represented in the batch?
+
+    Under the null the batch is a random n-subset of the pooled rows, so the batch
+    count of a cell with ``t`` pooled twins is hypergeometric (N = n + m, t, n),
+    whether or not the comparison set holds any of them: a record copied ``r`` times
+    into a batch, never seen with that label, has p = C(n, r) / C(N, r). Tarone's
+    correction: only cells whose smallest attainable p-value (all ``t`` rows in the
+    batch) could reach ``alpha / K`` count among the ``K`` tests, so the many natural
+    twin pairs of a low-cardinality table cost nothing.
+    """
+
+    def __init__(self, counts: _Counts, n: int, m: int, alpha: float) -> None:
+        from scipy.stats import hypergeom
+
+        from sanitizer.checks._backdoor_stats import _tarone_count
+
+        self.batch = counts.batch_by_label
+        self.total = counts.batch_by_label + counts.comp_by_label
+        self.n, self.m = n, m
+        sizes, of_size = np.unique(self.total, return_inverse=True)
+        floor = hypergeom.pmf(sizes, n + m, sizes, n)[of_size.reshape(self.total.shape)]
+        floor[self.total < 2] = 1.0  # all of a cell's rows in the batch; a lone row is no burst
+        self.tests = _tarone_count(floor[self.total >= 2], alpha)
+        # the K tests: the other cells cannot reach alpha / K, and counting them in the
+        # minimum would still let them move the joint calibration's null distribution
+        self.testable = floor <= alpha / self.tests
+        self.cell_p = np.ones(self.total.shape)
+        hit = self.testable & (self.batch >= 2)
+        if hit.any():
+            self.cell_p[hit] = hypergeom.sf(self.batch[hit] - 1, n + m, self.total[hit], n)
+
+    def pvalue(self) -> float:
+        return float(min(1.0, self.tests * self.cell_p.min())) if self.cell_p.size else 1.0
+
+    def row_pvalues(self, unique: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The corrected p-value of each batch row's cell (distinct vector, label)."""
+        return np.minimum(1.0, self.tests * self.cell_p[unique, y])
+
+
 class _BurstTests:
     """The check's three batch tests on any split of the pooled twin cells.
 
@@ -608,7 +660,8 @@ class _BurstTests:
     count and twin-pair rate recomputed from the same split.
     """
 
-    def __init__(self, counts: _Counts, n: int, m: int) -> None:
+    def __init__(self, counts: _Counts, n: int, m: int, burst: _CellBursts) -> None:
+        self.burst_tests = burst.tests
         total = counts.own_comp + counts.own_batch
         hood = counts.comp_by_label + counts.batch_by_label  # twins of each cell, pooled
         twinned = hood.sum(axis=1) >= 2  # closed under the (symmetric) twin relation
@@ -617,6 +670,7 @@ class _BurstTests:
         adjacency = counts.adjacency
         self.adjacency = None if adjacency is None else adjacency[twinned][:, twinned]
         self.hood_total = hood[twinned]
+        self.burst_cells = burst.testable[twinned]
         self.n, self.m = n, m
 
     def _hood(self, b: np.ndarray) -> np.ndarray:
@@ -627,7 +681,7 @@ class _BurstTests:
         return np.asarray(self.adjacency @ flat).reshape(u, d, k).transpose(1, 0, 2)
 
     def min_p(self, b: np.ndarray) -> np.ndarray:
-        from scipy.stats import binom, hypergeom, poisson
+        from scipy.stats import hypergeom, poisson
 
         n, m = self.n, self.m
         c = self.total[None] - b
@@ -644,18 +698,16 @@ class _BurstTests:
         unseen = (cn == 0) & (bn >= 2)
         pairs = np.round(np.sum(b * (bn - 1) * unseen, axis=(1, 2)) / 2.0)
         p_unseen = np.where(pairs > 0, poisson.sf(pairs - 1, lam), 1.0)
-        # bursts of seen vectors: Bonferroni over the batch's seen cells
-        present = (b >= 1) & (cn >= 1)
-        n_tests = np.maximum(1, present.sum(axis=(1, 2)))
-        draw, vec, lab = np.nonzero(present & (bn >= 2))
-        p_seen = np.ones(len(b))
+        # bursts: each twin cell's batch count given its pooled count; Tarone's factor
+        draw, vec, lab = np.nonzero((bn >= 2) & self.burst_cells[None])
+        p_burst = np.ones(len(b))
         if draw.size:
             keys, inverse = np.unique(
-                np.stack([bn[draw, vec, lab], cn[draw, vec, lab]], axis=1),
+                np.stack([bn[draw, vec, lab], self.hood_total[vec, lab]], axis=1),
                 axis=0,
                 return_inverse=True,
             )
-            tail = binom.sf(keys[:, 0] - 1, keys[:, 0] + keys[:, 1], n / (n + m))
-            np.minimum.at(p_seen, draw, tail[inverse.ravel()])
-        p_seen = np.minimum(1.0, n_tests * p_seen)
-        return np.asarray(np.minimum(np.minimum(p_conflict, p_unseen), p_seen))
+            tail = hypergeom.sf(keys[:, 0] - 1, n + m, keys[:, 1], n)
+            np.minimum.at(p_burst, draw, tail[inverse.ravel()])
+        p_burst = np.minimum(1.0, self.burst_tests * p_burst)
+        return np.asarray(np.minimum(np.minimum(p_conflict, p_unseen), p_burst))

@@ -151,25 +151,35 @@ def test_calibrated_pvalue_holds_its_level_on_exchangeable_rows():
 
 def test_calibration_statistic_reproduces_the_checks_own_tests():
     # On exact twins, the calibration's statistic on the observed split is the smallest
-    # of the three p-values the check reports.
-    from sanitizer.checks.duplicates import _BurstTests
+    # of the three p-values the check reports: on natural twins, and with a burst of
+    # copies of a record the comparison set never saw (there the burst test decides).
+    from sanitizer.checks.duplicates import _BurstTests, _CellBursts
 
     pooled = _sparse_twins(700, seed=4)
-    ref, batch = pooled.iloc[:600].reset_index(drop=True), pooled.iloc[600:].reset_index(drop=True)
-    check = DuplicatesCheck(tolerance=0.0).fit(_table(ref, ref))
-    result = check.run(_table(batch, ref))
-    comp_y = check.reference_y_
-    table = _table(batch, ref)
-    counts = check._twin_counts(
-        [check.reference_x_, check.history_x_, table.encoded(check.encoder_)],
-        np.concatenate([comp_y, table.label_codes(tuple(check.classes_.tolist()))]),
-        np.r_[np.zeros(len(comp_y), bool), np.ones(len(batch), bool)],
+    ref, natural = (
+        pooled.iloc[:600].reset_index(drop=True),
+        pooled.iloc[600:].reset_index(drop=True),
     )
-    assert not counts.near
-    tests = _BurstTests(counts, len(batch), len(comp_y))
-    info = result.info
-    smallest = min(info["p_conflict"], info["p_unseen_burst"], info["p_seen_burst"])
-    assert tests.min_p(tests.batch[None])[0] == pytest.approx(smallest, rel=1e-9)
+    unseen = natural.iloc[[0] * 6].assign(v=333.5, w=1.0)
+    burst = pd.concat([natural.iloc[6:], unseen], ignore_index=True)
+    check = DuplicatesCheck(tolerance=0.0).fit(_table(ref, ref))
+    comp_y = check.reference_y_
+    for batch in (natural, burst):
+        table = _table(batch, ref)
+        info = check.run(table).info
+        y = table.label_codes(tuple(check.classes_.tolist()))
+        counts = check._twin_counts(
+            [check.reference_x_, check.history_x_, table.encoded(check.encoder_)],
+            np.concatenate([comp_y, y]),
+            np.r_[np.zeros(len(comp_y), bool), np.ones(len(batch), bool)],
+        )
+        assert not counts.near
+        cells = _CellBursts(counts, len(batch), len(comp_y), check.alpha / 3)
+        assert cells.tests == info["burst_tests"]
+        tests = _BurstTests(counts, len(batch), len(comp_y), cells)
+        smallest = min(info["p_conflict"], info["p_unseen_burst"], info["p_burst"])
+        assert tests.min_p(tests.batch[None])[0] == pytest.approx(smallest, rel=1e-9)
+    assert info["p_burst"] < min(info["p_conflict"], info["p_unseen_burst"])
 
 
 def test_twin_in_accepted_history_reveals_the_conflict(data):
@@ -232,7 +242,7 @@ def test_replication_burst_of_a_common_vector_is_caught():
     burst = pd.concat([row] * 40, ignore_index=True)
     poisoned = pd.concat([batch, burst], ignore_index=True)
     result = check.run(_table(poisoned, ref))
-    assert result.status == "fail" and result.info["p_seen_burst"] < 1e-6
+    assert result.status == "fail" and result.info["p_burst"] < 1e-6
     assert result.row_flags[-40:].all()
 
 
