@@ -127,7 +127,12 @@ def prepare_profile(config_path: str) -> dict[str, Any]:
 
 
 def _profile_key(config: SanitizerConfig, history_ids: Iterable[str]) -> str:
+    """Content key of a stored profile: a new key (a refit) when the reference, suite,
+    config, package version, profile format or accepted history change."""
+    from sanitizer import profile
+
     digest = hashlib.sha256()
+    digest.update(f"profile format {profile.FORMAT_VERSION}\n".encode())
     for part in (config.reference_path, config.suite_path):
         if part is not None:
             digest.update(Path(part).read_bytes())
