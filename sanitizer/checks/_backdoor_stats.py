@@ -191,14 +191,6 @@ def _duplicate_rows(rows: np.ndarray) -> bool:
     return int(same.sum()) > max(MAX_TRIGGER_FEATURES, rows.shape[1] // 2)
 
 
-def _tarone_count(p_min: np.ndarray, alpha: float) -> int:
-    """Tarone's correction factor: the smallest K with #{p_min <= alpha / K} <= K."""
-    srt = np.sort(p_min)
-    ks = np.arange(1, len(srt) + 1)
-    ok = np.searchsorted(srt, alpha / ks, side="right") <= ks
-    return int(ks[np.argmax(ok)]) if ok.any() else max(len(srt), 1)
-
-
 def _bin_edges(sorted_values: np.ndarray, n_bins: int) -> np.ndarray:
     """Inner bin edges: one bin per value for discrete columns, else reference quantiles."""
     if len(sorted_values) == 0:

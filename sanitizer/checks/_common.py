@@ -160,3 +160,15 @@ def calibrated_percentile(calibration_sorted: np.ndarray, scores: np.ndarray) ->
     if m == 0:
         return np.zeros(len(scores))
     return np.searchsorted(calibration_sorted, scores, side="left") / m
+
+
+def tarone_count(p_min: np.ndarray, alpha: float) -> int:
+    """Tarone's correction factor: the smallest K with #{p_min <= alpha / K} <= K.
+
+    ``p_min``: each test's smallest attainable p-value; tests that can never reach
+    ``alpha / K`` do not count among the K.
+    """
+    srt = np.sort(p_min)
+    ks = np.arange(1, len(srt) + 1)
+    ok = np.searchsorted(srt, alpha / ks, side="right") <= ks
+    return int(ks[np.argmax(ok)]) if ok.any() else max(len(srt), 1)

@@ -53,11 +53,10 @@ from sanitizer.checks._backdoor_stats import (
     _label_tests,
     _Lazy,
     _reason,
-    _tarone_count,
     _Tests,
     _whitening,
 )
-from sanitizer.checks._common import shared_encoder
+from sanitizer.checks._common import shared_encoder, tarone_count
 from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
@@ -196,7 +195,7 @@ class BackdoorCheck(Check):
                 else np.zeros(0, bool)
             )
             pmin = np.concatenate([t.p_min for t in tests if t.kind == kind] or [np.zeros(0)])
-            counted[kind] = _tarone_count(pmin, self.alpha / 2)
+            counted[kind] = tarone_count(pmin, self.alpha / 2)
             adjusted[in_family] = np.minimum(1.0, 2 * counted[kind] * p_all[in_family])
         n_tests = sum(counted.values())
         p_batch = float(adjusted[effect_ok].min()) if effect_ok.any() else 1.0

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
-from sanitizer.checks._common import run_tasks, scoring_threads, shared_encoder
+from sanitizer.checks._common import run_tasks, scoring_threads, shared_encoder, tarone_count
 from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
@@ -622,22 +622,19 @@ class _CellBursts:
     def __init__(self, counts: _Counts, n: int, m: int, alpha: float) -> None:
         from scipy.stats import hypergeom
 
-        from sanitizer.checks._backdoor_stats import _tarone_count
-
-        self.batch = counts.batch_by_label
-        self.total = counts.batch_by_label + counts.comp_by_label
-        self.n, self.m = n, m
-        sizes, of_size = np.unique(self.total, return_inverse=True)
-        floor = hypergeom.pmf(sizes, n + m, sizes, n)[of_size.reshape(self.total.shape)]
-        floor[self.total < 2] = 1.0  # all of a cell's rows in the batch; a lone row is no burst
-        self.tests = _tarone_count(floor[self.total >= 2], alpha)
+        batch = counts.batch_by_label
+        total = batch + counts.comp_by_label
+        sizes, of_size = np.unique(total, return_inverse=True)
+        floor = hypergeom.pmf(sizes, n + m, sizes, n)[of_size.reshape(total.shape)]
+        floor[total < 2] = 1.0  # all of a cell's rows in the batch; a lone row is no burst
+        self.tests = tarone_count(floor[total >= 2], alpha)
         # the K tests: the other cells cannot reach alpha / K, and counting them in the
         # minimum would still let them move the joint calibration's null distribution
         self.testable = floor <= alpha / self.tests
-        self.cell_p = np.ones(self.total.shape)
-        hit = self.testable & (self.batch >= 2)
+        self.cell_p = np.ones(total.shape)
+        hit = self.testable & (batch >= 2)
         if hit.any():
-            self.cell_p[hit] = hypergeom.sf(self.batch[hit] - 1, n + m, self.total[hit], n)
+            self.cell_p[hit] = hypergeom.sf(batch[hit] - 1, n + m, total[hit], n)
 
     def pvalue(self) -> float:
         return float(min(1.0, self.tests * self.cell_p.min())) if self.cell_p.size else 1.0

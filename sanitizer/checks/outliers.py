@@ -29,8 +29,9 @@ test* uses the distance too (peaks over threshold): a generalized Pareto
 distribution fitted to the excesses of the top ``tail_fraction`` of held-out scores
 extrapolates the exceedance probability ``q`` of the ``k``-th most novel row, ``k``
 the number of rows beyond the held-out maximum (at most ``tail_rows``), and
-P(Binomial(n, q) >= k) is that order statistic's p-value. The fitted shape is replaced by an upper confidence bound (two standard
-errors, never below 0, the exponential tail). Extrapolation can still be wrong (a
+P(Binomial(n, q) >= k) is that order statistic's p-value. The fitted shape is
+replaced by an upper confidence bound (two standard errors, never below 0, the
+exponential tail). Extrapolation can still be wrong (a
 heavy-tailed table whose tail only shows beyond the held-out rows), so the model
 may strengthen the rank-only p-value of ``k`` rows beyond the maximum at most
 ``tail_gain``-fold: however wrong the tail, the test's level is at most

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from scipy.stats import hypergeom
 
 from sanitizer.checks import _backdoor_stats
-from sanitizer.checks._backdoor_stats import _bin_edges, _cell_codes, _hyper_max_pmf, _tarone_count
+from sanitizer.checks._backdoor_stats import _bin_edges, _cell_codes, _hyper_max_pmf
+from sanitizer.checks._common import tarone_count as _tarone_count
 
 
 def test_tarone_count() -> None:
