@@ -158,6 +158,34 @@ def tail_pvalue(
     return float(max(binom.sf(k - 1, n, q), rank_p / gain))
 
 
+def tail_scores(tail: dict[str, float] | None, raw: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Row scores that keep ordering rows beyond the held-out maximum.
+
+    A percentile stops at 1 for every row beyond the most novel held-out row, however
+    far out. With a fitted tail, such a row scores ``1 - (1/m) S(raw) / S(max)``,
+    ``S`` the tail's survival function: ``(m - 1) / m`` (a row equal to the maximum's
+    percentile) at the maximum, rising towards 1 with the distance, so the rows
+    furthest out rank first and a score still means "this much of the reference is
+    less novel" (at most the ``1/m`` share of a single held-out row differs).
+    """
+    from scipy.stats import genpareto
+
+    if tail is None:
+        return scores
+    top = tail["maximum"]
+    beyond = raw > top
+    if not beyond.any():
+        return scores
+    m = tail["calibration_rows"]
+    c, scale, u = tail["shape"], tail["scale"], tail["threshold"]
+    ratio = np.exp(
+        genpareto.logsf(raw[beyond] - u, c, scale=scale) - genpareto.logsf(top - u, c, scale=scale)
+    )
+    out = scores.copy()
+    out[beyond] = 1.0 - np.nan_to_num(ratio, nan=0.0, posinf=1.0) / m
+    return out
+
+
 class OutlierCheck(Check):
     """Novelty relative to the reference: a Gaussian-mixture density on encoded features.
 
@@ -300,7 +328,7 @@ class OutlierCheck(Check):
         x = batch.encoded(self.encoder_)
         raw = self._score(x)
         raw = np.where(np.isfinite(raw), raw, np.inf)
-        scores = calibrated_percentile(self.calibration_, raw)
+        scores = tail_scores(self.tail_, raw, calibrated_percentile(self.calibration_, raw))
         m = len(self.calibration_)
         counts = [int(np.count_nonzero(raw > t)) for t in self.thresholds_]
         # The threshold is the j-th largest held-out score: a clean row exceeds it
@@ -371,12 +399,15 @@ class OutlierCheck(Check):
         names = _encoded_names(self.encoder_)
         top = np.argsort(-z, axis=1)[:, :2]
         out: dict[int, tuple[str, ...]] = {}
+        most = self.calibration_[-1] if len(self.calibration_) else np.inf
         for i, r in enumerate(rows):
             feats = ", ".join(dict.fromkeys(names[j] for j in top[i]))
-            out[int(r)] = (
-                f"outliers: joint novelty at the {scores[r]:.1%} reference percentile "
-                f"(most unusual: {feats})",
+            where = (
+                "beyond every held-out reference row"
+                if raw[r] > most
+                else f"at the {scores[r]:.1%} reference percentile"
             )
+            out[int(r)] = (f"outliers: joint novelty {where} (most unusual: {feats})",)
         return out
 
 

@@ -345,3 +345,43 @@ def test_tail_pvalue_never_beats_the_rank_bound(
         assert p >= conformal_excess_pvalue(k, len(scores), 1, 3000) / gain * (1 - 1e-12)
     else:
         assert p == 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    raw=st.lists(st.floats(min_value=-5.0, max_value=1e6), min_size=1, max_size=300),
+    shape=st.floats(min_value=0.0, max_value=3.0),
+)
+def test_tail_scores_order_the_rows_beyond_the_maximum(raw: list[float], shape: float) -> None:
+    """Beyond the held-out maximum a score keeps rising with the distance (ties only
+    where the tail's survival underflows), stays in [(m - 1) / m, 1], and never falls
+    below a nearer row's; rows inside keep their percentile."""
+    from sanitizer.checks._common import calibrated_percentile
+    from sanitizer.checks.outliers import tail_scores
+
+    m = 3000
+    calibration = np.sort(np.random.default_rng(0).exponential(size=m))
+    tail = {"threshold": float(calibration[m - 61]), "excesses": 60.0, "shape": shape,
+            "scale": 1.0, "maximum": float(calibration[-1]), "calibration_rows": float(m)}  # fmt: skip
+    values = np.asarray(raw)
+    percentile = calibrated_percentile(calibration, values)
+    scores = tail_scores(tail, values, percentile)
+    inside = values <= calibration[-1]
+    assert np.array_equal(scores[inside], percentile[inside])
+    assert np.all((scores[~inside] >= (m - 1) / m) & (scores[~inside] <= 1.0))
+    order = np.argsort(values, kind="stable")
+    assert np.all(np.diff(scores[order]) >= -1e-15)
+    assert tail_scores(None, values, percentile) is percentile
+
+
+def test_the_furthest_row_ranks_first_and_its_reason_says_beyond() -> None:
+    rng = np.random.default_rng(7)
+    reference = _correlated(rng, 4000)
+    contract = DataContract.from_reference(reference, CONFIG)
+    batch = _correlated(rng, 200)
+    batch.loc[[7, 91], ["x0", "x1"]] = [[1.0, -1.0], [1.8, -1.8]]  # 91 is further out
+    result = OutlierCheck(alpha=0.01).fit(Table(reference, contract)).run(Table(batch, contract))
+    scores = np.asarray(result.row_scores)
+    assert np.argsort(-scores)[:2].tolist() == [91, 7]
+    assert 1 - 1 / result.info["calibration_rows"] <= scores[7] < scores[91] < 1.0
+    assert "beyond every held-out reference row" in result.row_reasons[91][0]
