@@ -88,12 +88,13 @@ def child(kind: str, n_ref: int, n_batch: int, repeats: int) -> dict[str, Any]:
         out.update(seconds=statistics.median(times), expectations=len(results))
     else:
         from sanitizer.config import CheckConfig, PolicyConfig
-        from sanitizer.engine import Sanitizer
+        from sanitizer.engine import DEFAULT_CHECKS, Sanitizer
 
+        # one check alone: every other default check disabled
         checks = (
             {}
             if kind in ("default", "every_row")
-            else {"schema": CheckConfig(enabled=kind == "schema"), kind: CheckConfig()}
+            else {c: CheckConfig(enabled=c == kind) for c in {*DEFAULT_CHECKS, kind}}
         )
         policy = PolicyConfig(screen_rows=0) if kind == "every_row" else PolicyConfig()
         t = time.perf_counter()
