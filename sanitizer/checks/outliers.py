@@ -16,11 +16,17 @@ order statistic of ``m`` exchangeable held-out scores, the exceedance probabilit
 of a clean row is ``Beta(j, m - j + 1)`` distributed (``j`` held-out rows at or
 above it), so the number of flagged clean rows in a batch of ``n`` is
 beta-binomial: the batch p-value is that exact one-sided tail (the binomial test
-widened by the calibration's own uncertainty). Several levels are tested and
-combined with Bonferroni. That guarantee is marginal over the reference; for one
+widened by the calibration's own uncertainty). Several levels are tested (see
+below for how they are combined). That guarantee is marginal over the reference; for one
 fixed reference the realised false-flag rate of a threshold can sit a few tens of
 percent above nominal, which a very large batch would detect, so a level also
 needs an effect of ``min_ratio`` times its expected count.
+
+The levels' thresholds are nested order statistics of the same held-out scores,
+so their counts are calibrated jointly rather than by Bonferroni: the smallest
+level p-value is compared with its exact null distribution (the batch rows fall
+into the gaps between the sorted held-out scores uniformly over all compositions,
+a Dirichlet-multinomial law), by Monte Carlo where it matters.
 
 Ranks alone cannot say more than "beyond every held-out row": ``k`` such rows in a
 batch of ``n`` have probability about ``(n / (n + m))**k``, so with ``m`` = 3,000
@@ -36,8 +42,8 @@ heavy-tailed table whose tail only shows beyond the held-out rows), so the model
 may strengthen the rank-only p-value of ``k`` rows beyond the maximum at most
 ``tail_gain``-fold: however wrong the tail, the test's level is at most
 ``tail_gain`` times nominal. One row never fails the batch on its own, and the
-``min_ratio`` rule applies as for the levels. The tail test is a fourth test in the
-Bonferroni combination.
+``min_ratio`` rule applies as for the levels. The batch p-value is Bonferroni over
+two tests: the levels' calibrated minimum and the tail test.
 """
 
 from __future__ import annotations
@@ -72,6 +78,8 @@ MAX_REASON_ROWS = 1000
 MIN_TAIL_EXCESSES = 30  # held-out scores above the tail threshold needed to fit its shape
 SHAPE_MARGIN = 2.0  # standard errors added to the fitted tail shape (heavier = conservative)
 SCORE_CHUNK = 16_384  # rows per mixture scoring step: small temporaries per thread
+NULL_CHUNK = 20_000  # null draws per step of the levels' joint calibration
+NULL_HITS = 100  # Besag–Clifford: stop drawing once this many null draws are as extreme
 
 
 def conformal_excess_pvalue(flagged: int, n: int, exceed: int, m: int) -> float:
@@ -89,6 +97,72 @@ def conformal_excess_pvalue(flagged: int, n: int, exceed: int, m: int) -> float:
     a = max(exceed, 1)
     b = max(m - exceed + 1, 1)
     return float(min(1.0, max(0.0, betabinom.sf(flagged - 1, n, a, b))))
+
+
+def _level_pvalues(
+    flagged: np.ndarray, n: int, exceed: int, m: int, min_ratio: float
+) -> np.ndarray:
+    """``conformal_excess_pvalue`` of many counts at one level, 1 below ``min_ratio``
+    times the level's expected count."""
+    from scipy.stats import betabinom
+
+    values, back = np.unique(np.asarray(flagged, dtype=np.int64), return_inverse=True)
+    a, b = max(exceed, 1), max(m - exceed + 1, 1)
+    p = np.asarray(betabinom.sf(values - 1, n, a, b), dtype=float).reshape(-1)
+    p[(values <= 0) | (values < min_ratio * n * exceed / (m + 1))] = 1.0
+    return np.clip(p, 0.0, 1.0)[back.reshape(-1)]
+
+
+def min_level_pvalue(
+    flagged: list[int],
+    exceed: list[int],
+    n: int,
+    m: int,
+    min_ratio: float,
+    level: float | None,
+    max_draws: int,
+) -> tuple[float, int]:
+    """P-value of the smallest level p-value, and the null draws it took.
+
+    The levels' thresholds are nested order statistics of the same ``m`` held-out
+    scores, so their counts are strongly dependent and Bonferroni over them is
+    needlessly strict. Under the null (batch and held-out rows exchangeable, scores
+    continuous) the batch rows fall into the ``m + 1`` gaps between the sorted
+    held-out scores uniformly over all compositions of ``n``: the counts beyond the
+    ``j_1 < j_2 < …``-th largest are cumulative sums of a Dirichlet-multinomial
+    draw with parameters ``(j_1, j_2 - j_1, …, m + 1 - j_last)``. The observed
+    minimum is calibrated against such draws (Besag–Clifford: drawing stops at
+    ``NULL_HITS`` draws as extreme, at most ``max_draws``; seeded by the counts, so
+    the same batch gives the same p), capped by Bonferroni. Drawing is skipped
+    where it cannot change the decision at ``level`` (None: always draw): Bonferroni
+    already rejects, or the smallest p-value is not below ``level`` (the calibrated
+    p never is).
+    """
+    by_exceed = dict(zip(exceed, flagged, strict=True))
+    js = np.array(sorted(by_exceed), dtype=np.int64)
+    counts = np.array([by_exceed[int(j)] for j in js], dtype=np.int64)
+    observed = min(
+        float(_level_pvalues(np.array([k]), n, int(j), m, min_ratio)[0])
+        for k, j in zip(counts, js, strict=True)
+    )
+    bonferroni = min(1.0, len(js) * observed)
+    settled = level is not None and (bonferroni < level or observed >= level)
+    if len(js) < 2 or max_draws <= 0 or settled or observed >= 1.0:
+        return bonferroni, 0
+    rng = np.random.default_rng([n, m, *js.tolist(), *counts.tolist()])
+    gaps = np.diff(np.r_[0, js, m + 1]).astype(float)
+    hits = draws = 0
+    while draws < max_draws and hits < NULL_HITS:
+        size = min(NULL_CHUNK, max_draws - draws)
+        probs = rng.dirichlet(gaps, size=size)
+        beyond = np.cumsum(rng.multinomial(n, probs)[:, : len(js)], axis=1)
+        null_min = np.min(
+            [_level_pvalues(beyond[:, i], n, int(j), m, min_ratio) for i, j in enumerate(js)],
+            axis=0,
+        )
+        hits += int(np.count_nonzero(null_min <= observed * (1.0 + 1e-9)))
+        draws += size
+    return min(bonferroni, (1.0 + hits) / (draws + 1.0)), draws
 
 
 def fit_tail(calibration: np.ndarray, fraction: float) -> dict[str, float] | None:
@@ -200,7 +274,8 @@ class OutlierCheck(Check):
     maximum; 0 turns it off), ``tail_fraction`` (share of held-out scores whose
     excesses fit the tail, at least 30 rows), ``tail_gain`` (the most the tail
     model may strengthen the rank-only evidence of the rows beyond the maximum),
-    ``n_threads`` (threads scoring rows; None, the default: one below
+    ``draws`` (most null draws calibrating the smallest level p-value; 0: Bonferroni
+    over the levels), ``n_threads`` (threads scoring rows; None, the default: one below
     ``parallel_rows`` rows, 200k — below that, scoring is a fraction of a second and
     threads only add memory — the cores this process may use above), ``random_state``.
     """
@@ -222,6 +297,7 @@ class OutlierCheck(Check):
         tail_rows: int = 10,
         tail_fraction: float = 0.02,
         tail_gain: float = 10.0,
+        draws: int = 200_000,
         n_threads: int | None = None,
         parallel_rows: int = 200_000,
         random_state: int = 0,
@@ -242,6 +318,8 @@ class OutlierCheck(Check):
             raise ValueError(f"tail_fraction must be in (0, 0.5], got {tail_fraction!r}")
         if tail_gain < 1.0:
             raise ValueError(f"tail_gain must be >= 1, got {tail_gain!r}")
+        if draws < 0:
+            raise ValueError(f"draws must be >= 0 (0: Bonferroni over the levels), got {draws!r}")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1 or None, got {n_threads!r}")
         self.alpha = alpha
@@ -254,6 +332,7 @@ class OutlierCheck(Check):
         self.tail_rows = tail_rows
         self.tail_fraction = tail_fraction
         self.tail_gain = tail_gain
+        self.draws = draws
         self.n_threads = n_threads
         self.parallel_rows = parallel_rows
         self.random_state = random_state
@@ -344,8 +423,13 @@ class OutlierCheck(Check):
             for k, j in zip(counts, self.exceed_, strict=True)
         ]
         p_tail = tail_pvalue(self.tail_, raw, self.tail_rows, self.min_ratio, self.tail_gain)
-        tests = len(p_values) + (self.tail_ is not None and self.tail_rows >= 2)
-        p = min(1.0, min(*p_values, p_tail) * tests)
+        # Two tests, Bonferroni: the levels (jointly calibrated) and the tail.
+        tests = 1 + (self.tail_ is not None and self.tail_rows >= 2)
+        p_levels, draws = min_level_pvalue(
+            counts, [int(j) for j in self.exceed_], n, m, self.min_ratio,
+            self.alpha / tests, self.draws,
+        )  # fmt: skip
+        p = min(1.0, min(p_levels, p_tail) * tests)
         flags = raw > self.thresholds_[0]
         expected = float(self.exceed_[0]) / (m + 1)
         status: Status = "fail" if p < self.alpha else "pass"
@@ -354,7 +438,7 @@ class OutlierCheck(Check):
             f"{counts[0]} of {n} rows ({rate:.2%}) beyond the reference's "
             f"{self.levels[0]:.1%} novelty quantile (expected {expected:.2%})"
         )
-        if p_tail < min(p_values):
+        if p_tail < p_levels:
             beyond = int(np.count_nonzero(raw > self.calibration_[-1]))
             message += f", {beyond} beyond the most novel reference row"
         message += f"; p={p:.2g}"
@@ -373,6 +457,8 @@ class OutlierCheck(Check):
                 "levels": list(self.levels),
                 "flagged_per_level": counts,
                 "p_values_per_level": p_values,
+                "p_levels": p_levels,
+                "null_draws": draws,
                 "p_tail": p_tail,
                 "tail_shape": None if self.tail_ is None else self.tail_["shape"],
                 "expected_rate": expected,

@@ -257,8 +257,8 @@ def _correlated(rng: np.random.Generator, n: int, df: float | None = None) -> pd
 
 def test_tail_test_sees_how_far_beyond_the_reference_two_rows_are() -> None:
     """Two in-range rows that break x1 ≈ x0 in a 200-row batch: ranks alone give
-    p ≈ (n / (n + m))² for two rows beyond every held-out row, too weak after the
-    correction; the tail model knows they are hundreds of nats out, and the test is
+    p ≈ (n / (n + m))² for two rows beyond every held-out row, too weak at the
+    check's level; the tail model knows they are hundreds of nats out, and the test is
     then bounded by ``tail_gain`` times the rank-only p-value."""
     from scipy.stats import betabinom
 
@@ -269,15 +269,16 @@ def test_tail_test_sees_how_far_beyond_the_reference_two_rows_are() -> None:
     batch.loc[[7, 91], ["x0", "x1"]] = [[1.5, -1.5], [-1.2, 1.4]]  # each inside its range
     for col in ("x0", "x1"):
         assert reference[col].min() < batch[col].min() and batch[col].max() < reference[col].max()
-    ranks_only = OutlierCheck(alpha=0.01, tail_rows=0).fit(Table(reference, contract))
+    ranks_only = OutlierCheck(alpha=0.005, tail_rows=0).fit(Table(reference, contract))
     result = ranks_only.run(Table(batch, contract))
     assert not result.failed and result.info["p_tail"] == 1.0
-    check = OutlierCheck(alpha=0.01).fit(Table(reference, contract))
+    check = OutlierCheck(alpha=0.005).fit(Table(reference, contract))
     result = check.run(Table(batch, contract))
     m = result.info["calibration_rows"]
     rank_p = float(betabinom.sf(1, 200, 1, m))  # two of 200 beyond the maximum of m
     assert result.info["p_tail"] == pytest.approx(rank_p / check.tail_gain)
-    assert result.p_value == pytest.approx(4 * rank_p / check.tail_gain)
+    # Bonferroni over two tests: the levels' calibrated minimum and the tail
+    assert result.p_value == pytest.approx(2 * rank_p / check.tail_gain)
     assert result.failed and "beyond the most novel reference row" in result.message
     assert {7, 91} <= set(np.flatnonzero(result.row_flags))
 
@@ -385,3 +386,86 @@ def test_the_furthest_row_ranks_first_and_its_reason_says_beyond() -> None:
     assert np.argsort(-scores)[:2].tolist() == [91, 7]
     assert 1 - 1 / result.info["calibration_rows"] <= scores[7] < scores[91] < 1.0
     assert "beyond every held-out reference row" in result.row_reasons[91][0]
+
+
+# -- the levels' joint calibration ---------------------------------------------------
+
+
+def _exact_min_level_pvalue(flagged: list[int], js: list[int], n: int, m: int) -> float:
+    """P(min level p <= observed) by enumerating the Dirichlet-multinomial law of the
+    batch rows in the gaps of the sorted held-out scores (two levels)."""
+    from scipy.special import gammaln
+
+    from sanitizer.checks.outliers import _level_pvalues
+
+    a = np.array([js[0], js[1] - js[0], m + 1 - js[1]], dtype=float)
+
+    def observed_min(k1: int, k2: int) -> float:
+        return min(
+            float(_level_pvalues(np.array([k]), n, j, m, 1.0)[0])
+            for k, j in zip((k1, k2), js, strict=True)
+        )
+
+    target = observed_min(*flagged)
+    total = 0.0
+    for g1 in range(n + 1):
+        for g2 in range(n + 1 - g1):
+            g = np.array([g1, g2, n - g1 - g2], dtype=float)
+            logp = (
+                gammaln(n + 1) + gammaln(a.sum()) - gammaln(n + a.sum())
+                + np.sum(gammaln(g + a) - gammaln(g + 1) - gammaln(a))
+            )  # fmt: skip
+            if observed_min(g1, g1 + g2) <= target * (1 + 1e-9):
+                total += float(np.exp(logp))
+    return total
+
+
+def test_levels_calibration_matches_the_exact_law() -> None:
+    from sanitizer.checks.outliers import min_level_pvalue
+
+    n, m, js = 40, 60, [1, 6]
+    for flagged in ([2, 4], [1, 8], [3, 9]):
+        exact = _exact_min_level_pvalue(flagged, js, n, m)
+        p, draws = min_level_pvalue(flagged, js, n, m, 1.0, None, 200_000)
+        se = np.sqrt(exact * (1 - exact) / draws)
+        assert abs(p - exact) <= 4 * se + 1 / draws, (flagged, p, exact)
+        bonferroni, _ = min_level_pvalue(flagged, js, n, m, 1.0, None, 0)
+        assert p <= bonferroni + 1e-12
+
+
+def test_levels_calibration_holds_its_level_and_beats_bonferroni() -> None:
+    """Uniform held-out and batch scores (the null, exactly): the calibrated smallest
+    level p-value rejects at 0.05 within three standard errors of 5%, and at least
+    as often as Bonferroni over the three levels."""
+    from sanitizer.checks.outliers import min_level_pvalue
+
+    rng = np.random.default_rng(11)
+    m, n, js = 1000, 150, [10, 3, 1]
+    calibrated, bonferroni = [], []
+    for _ in range(300):
+        cal = np.sort(rng.random(m))
+        batch = rng.random(n)
+        flagged = [int(np.count_nonzero(batch > cal[m - j])) for j in js]
+        calibrated.append(min_level_pvalue(flagged, js, n, m, 1.0, None, 20_000)[0])
+        bonferroni.append(min_level_pvalue(flagged, js, n, m, 1.0, None, 0)[0])
+    rate = np.mean(np.asarray(calibrated) <= 0.05)
+    assert abs(rate - 0.05) <= 3 * np.sqrt(0.05 * 0.95 / 300)
+    assert rate >= np.mean(np.asarray(bonferroni) <= 0.05)
+    assert np.all(np.asarray(calibrated) <= np.asarray(bonferroni) + 1e-12)
+
+
+def test_levels_calibration_skips_where_it_cannot_change_the_decision() -> None:
+    from sanitizer.checks.outliers import min_level_pvalue
+
+    # Bonferroni already rejects at the level: no draws
+    p, draws = min_level_pvalue([40, 10, 3], [30, 3, 1], 200, 3000, 3.0, 0.002, 200_000)
+    assert p < 0.002 and draws == 0
+    # the smallest p-value is not below the level: no draws, and no rejection
+    p, draws = min_level_pvalue([3, 1, 0], [30, 3, 1], 200, 3000, 3.0, 0.002, 200_000)
+    assert p >= 0.002 and draws == 0
+    # borderline: drawn, reproducible, between the smallest p and Bonferroni
+    first = min_level_pvalue([8, 3, 2], [30, 3, 1], 200, 3000, 3.0, 0.002, 200_000)
+    assert first == min_level_pvalue([8, 3, 2], [30, 3, 1], 200, 3000, 3.0, 0.002, 200_000)
+    assert first[1] > 0
+    smallest = min(conformal_excess_pvalue(k, 200, j, 3000) for k, j in [(8, 30), (3, 3), (2, 1)])
+    assert smallest <= first[0] <= 3 * smallest
