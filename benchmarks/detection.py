@@ -14,6 +14,16 @@ applied to a clean batch, a benign change, or the clean batch itself) is scanned
 by all of them in the same run. Printed per scenario and batch size:
 
 - ``detect``: share of batches quarantined (for clean/benign rows: false quarantines);
+- ``floor (provable)``: the smallest p-value a test that only assumes batch and
+  reference rows exchangeable can give the k attacked rows, C(n, k) / C(n + m, k)
+  for the m reference rows the attack's own check compares against (median over
+  batches; the label check's holdout, the outlier check's held-out calibration
+  rows, the whole reference for the others), and how many batches have it at or
+  below the level that check gets (alpha over the number of quarantining checks;
+  for the outlier check times its ``tail_gain``, the most its tail model may
+  strengthen ranks): where it is above, no test of that check's kind can prove the
+  attack at that level, however unusual the rows; ``detect if provable``: the
+  detection rate over those batches;
 - ``AUROC``: row-level, the sanitizer's ``row_scores`` against the attack's mask;
 - ``prec``/``recall``: rows the sanitizer flagged against the rows the attack wrote;
 - ``ms``: median scan time;
@@ -235,6 +245,38 @@ class Baselines:
 # -- the run --------------------------------------------------------------------------
 
 
+def exchangeable_floor(n: int, k: int, m: int) -> float:
+    """P(the k rows that stand out most among n + m exchangeable rows all fall in the batch).
+
+    A batch of n rows judged against m reference rows, by a test that only assumes
+    the two are exchangeable (ranks, counts, Fisher and conformal tests): k attacked
+    rows, however unusual, cannot give a p-value below C(n, k) / C(n + m, k).
+    """
+    if k <= 0:
+        return 1.0
+    i = np.arange(k)
+    return float(np.prod((n - i) / (n + m - i)))
+
+
+def comparison_rows(sanitizer: Sanitizer, check: str | None, n_ref: int) -> tuple[int, float]:
+    """Reference rows the attack's own check judges a batch against, and how far a
+    model may take it below the exchangeable floor.
+
+    The label check tests against its holdout (the rows its models never saw), the
+    outlier check against its held-out calibration scores, whose tail model may
+    strengthen the rank evidence ``tail_gain``-fold; the other checks use the whole
+    reference.
+    """
+    fitted = {c.name: c for c, _ in sanitizer.checks_}
+    own = fitted.get(check or "")
+    if check == "label_consistency" and own is not None:
+        return int(getattr(own, "n_reference_", n_ref)), 1.0
+    if check == "outliers" and own is not None:
+        gain = float(own.tail_gain) if getattr(own, "tail_", None) else 1.0
+        return len(own.calibration_), gain
+    return n_ref, 1.0
+
+
 def _auroc(mask: np.ndarray, scores: np.ndarray) -> float | None:
     if mask.all() or not mask.any():
         return None
@@ -268,6 +310,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 reference
             )
             fit_s = time.perf_counter() - started
+            # the level one quarantining check gets (the policy's alpha, Bonferroni)
+            share = min(
+                getattr(c, "alpha", 1.0) for c, sev in sanitizer.checks_ if sev == "quarantine"
+            )
             base = Baselines(reference, features)
             for size in sizes:
                 if 2 * size > len(rest):
@@ -281,9 +327,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         if k > 0 and sc_name != "clean":
                             continue  # extra clean batches only sharpen the false-quarantine rate
                         poisoned, mask = make(batch, reference, pool, seed * 100 + k)
-                        rows.append(
-                            _scan(sanitizer, base, poisoned, mask, name, size, seed, sc_name, fit_s)
+                        row = _scan(
+                            sanitizer, base, poisoned, mask, name, size, seed, sc_name, fit_s
                         )
+                        m, gain = comparison_rows(sanitizer, _own_check(sc_name), n_ref)
+                        row["floor"] = exchangeable_floor(len(poisoned), int(mask.sum()), m)
+                        row["share"] = share * gain
+                        rows.append(row)
             print(
                 f"  {name} seed {seed}: fit {fit_s:.1f}s, {len(rows)} scans so far",
                 file=sys.stderr,
@@ -331,9 +381,10 @@ def summarise(rows: list[dict[str, Any]], pooled: bool = False) -> str:
     for r in sorted(rows, key=lambda r: r["size"]) if pooled else rows:
         groups[("all" if pooled else r["dataset"], r["scenario"], r["size"])].append(r)
     head = (
-        "| data set | scenario | n | batches | detect | AUROC | prec | recall | check prec / recall "
+        "| data set | scenario | n | batches | detect | floor (provable) | detect if provable "
+        "| AUROC | prec | recall | check prec / recall "
         "| ms | GX | IForest (AUROC) | cleanlab (AUROC) | failing checks |"
-        "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for (ds, sc, n), rs in groups.items():
@@ -345,12 +396,15 @@ def summarise(rows: list[dict[str, Any]], pooled: bool = False) -> str:
             otp, ofp, ofn = (sum(r.get(k, 0) for r in rs) for k in ("own_tp", "own_fp", "own_fn"))
             own = f"{_check(sc)}: " + (f"{otp / (otp + ofp):.2f}" if otp + ofp else "–")
             own += f" / {otp / (otp + ofn):.2f}" if otp + ofn else " / –"
+        provable = [r for r in rs if r.get("floor", 0.0) <= r.get("share", 1.0)]
         failing: dict[str, int] = defaultdict(int)
         for r in rs:
             for c in r["failing"]:
                 failing[c] += 1
         lines.append(
-            f"| {ds} | {sc} | {n} | {len(rs)} | {_rate(rs, 'quarantined')} | {_mean(rs, 'auroc')} | {prec} | {rec} | {own} "
+            f"| {ds} | {sc} | {n} | {len(rs)} | {_rate(rs, 'quarantined')} | {_floor(rs)} "
+            f"| {_rate(provable, 'quarantined') if provable and sc not in BENIGN else '–'} "
+            f"| {_mean(rs, 'auroc')} | {prec} | {rec} | {own} "
             f"| {statistics.median(r['ms'] for r in rs):.0f} | {_rate(rs, 'gx')} "
             f"| {_rate(rs, 'iforest')} ({_mean(rs, 'iforest_auroc')}) | {_rate(rs, 'cleanlab')} ({_mean(rs, 'cleanlab_auroc')}) "
             f"| {', '.join(f'{k}:{v}' for k, v in sorted(failing.items()))} |"
@@ -362,6 +416,14 @@ def summarise(rows: list[dict[str, Any]], pooled: bool = False) -> str:
             f"\nClean batches quarantined: {fq} of {len(clean)} ({fq / len(clean):.2%}); target ≤ 1%."
         )
     return "\n".join(lines)
+
+
+def _floor(rs: list[dict[str, Any]]) -> str:
+    """The median exchangeable floor and how many batches have it within one check's level."""
+    if rs[0]["scenario"] in BENIGN or "floor" not in rs[0]:
+        return "–"
+    ok = sum(r["floor"] <= r["share"] for r in rs)
+    return f"{statistics.median(r['floor'] for r in rs):.1g} ({ok}/{len(rs)})"
 
 
 def _check(scenario: str) -> str:
