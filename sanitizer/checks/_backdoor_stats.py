@@ -22,9 +22,9 @@ CELL_GRID = 4096
 
 @dataclass(frozen=True)
 class _Finding:
-    kind: str  # "point_mass" | "label"
-    feature: str
-    cell: str  # "== 0.8731" or "in [0.81, 0.90]" or "== pro"
+    kind: str  # "point_mass" | "label" | "pair"
+    feature: str  # one column, or "a & b" for a pair
+    cell: str  # "== 0.8731" or "in [0.81, 0.90]" or "== pro" or "== (3, 17)"
     rows: np.ndarray  # batch positions it flags
     in_cell: int
     label: str
@@ -41,20 +41,20 @@ class _Lazy:
     kind: str
     feature: str
     cell: str
-    member: np.ndarray  # batch positions in the cell (point mass) …
+    member: np.ndarray  # batch positions in the cell (point mass, pair) …
     label: int  # … or the over-represented class (label association)
     ref_rows: int
-    ref_share: np.ndarray
+    ref_share: np.ndarray  # reference label shares: of the value's bin, or (pair) overall
 
     def rows(self, y: np.ndarray) -> np.ndarray:
-        if self.kind == "point_mass":
+        if self.kind != "label":
             return self.member
         return self.member[y[self.member] == self.label]
 
     def materialise(
         self, rows: np.ndarray, p: float, classes: tuple[str, ...], y: np.ndarray
     ) -> _Finding:
-        if self.kind == "point_mass":
+        if self.kind != "label":
             labels = y[rows]
             counts = np.bincount(labels[labels >= 0], minlength=len(classes))
             top = int(np.argmax(counts)) if len(counts) else 0
@@ -260,6 +260,11 @@ def _whitening(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _reason(f: _Finding) -> str:
+    if f.kind == "pair":
+        return (
+            f"backdoor: {f.feature} {f.cell} on {f.in_cell} rows, {f.label_rows}/{f.in_cell} "
+            f"labelled {f.label} (reference: {f.ref_rows} rows with this value pair)"
+        )
     if f.kind == "point_mass":
         return (
             f"backdoor: {f.feature} {f.cell} on {f.in_cell} rows, {f.label_rows}/{f.in_cell} "

@@ -18,6 +18,13 @@ signals, all vectorised:
   after re-weighting the reference counts by the batch/reference label prior ratio
   outside the cell (a prior shift moves every cell alike and is the drift check's
   business), with a ``min_effect`` floor on the share difference.
+* **Value pairs** (discrete columns): a trigger usually sets two or more
+  features, and where every value is common (a 1–5 rating, a category) the single
+  values hide while their conjunction does not. For every pair of discrete columns
+  (numeric columns with at most ``pair_max_values`` distinct reference values, and
+  categorical ones), each value pair's batch count is tested against its reference
+  count as a point mass is (Fisher, one-sided, ``min_fold``), whatever the labels,
+  so both variants show.
 * **Spectral signatures** (Tran et al., 2018), per class: the batch's class rows,
   whitened by the reference class covariance, projected on their top singular
   direction; a planted sub-population dominates that direction. Reported as a
@@ -28,8 +35,10 @@ Multiple testing: all Fisher tests are conditional on their margins, so Tarone's
 refinement of Bonferroni applies — only tests whose smallest attainable p-value
 could reach the level are counted (for a continuous column, only values that occur
 at least twice in batch ∪ reference), which keeps the correction small without
-giving up the family-wise guarantee. The batch p-value is the smallest p-value
-times that count.
+giving up the family-wise guarantee. The test families (point masses, label
+associations, and value pairs where the reference has two discrete columns) each
+get an equal share of alpha and their own count; the batch p-value is the smallest
+p-value times its family's count and the number of families.
 """
 
 from __future__ import annotations
@@ -75,7 +84,11 @@ class BackdoorCheck(Check):
     Options: ``alpha``; ``n_bins`` (reference-quantile bins per numeric feature);
     ``min_rows`` (smallest number of batch rows a finding needs); ``min_fold``
     (point mass: batch frequency over the reference's, add-one smoothed);
-    ``min_effect`` (label association: share difference); ``spectral`` (compute
+    ``min_effect`` (label association: share difference); ``pairs`` (test value
+    pairs of discrete columns); ``pair_max_values`` (a numeric column is discrete
+    with at most this many distinct reference values; categorical columns too);
+    ``max_pairs`` (with more column pairs than this the pair tests are off: their
+    cost grows with the square of the columns); ``spectral`` (compute
     spectral-signature row scores); ``max_reference_rows`` (subsample kept);
     ``random_state``.
     """
@@ -92,6 +105,9 @@ class BackdoorCheck(Check):
         min_rows: int = 2,
         min_fold: float = 5.0,
         min_effect: float = 0.1,
+        pairs: bool = True,
+        pair_max_values: int = 32,
+        max_pairs: int = 2016,
         spectral: bool = True,
         max_reference_rows: int = 200_000,
         random_state: int = 0,
@@ -102,11 +118,18 @@ class BackdoorCheck(Check):
             raise ValueError("n_bins must be >= 2")
         if min_rows < 2:
             raise ValueError("min_rows must be >= 2")
+        if pair_max_values < 2:
+            raise ValueError(f"pair_max_values must be >= 2, got {pair_max_values!r}")
+        if max_pairs < 0:
+            raise ValueError(f"max_pairs must be >= 0, got {max_pairs!r}")
         self.alpha = alpha
         self.n_bins = n_bins
         self.min_rows = min_rows
         self.min_fold = min_fold
         self.min_effect = min_effect
+        self.pairs = pairs
+        self.pair_max_values = pair_max_values
+        self.max_pairs = max_pairs
         self.spectral = spectral
         self.max_reference_rows = max_reference_rows
         self.random_state = random_state
@@ -148,6 +171,7 @@ class BackdoorCheck(Check):
             ok = codes >= 0
             counts = np.bincount(codes[ok] * k + y[ok], minlength=len(values) * k)
             self.category_counts_.append(counts.reshape(len(values), k).astype(float))
+        self._fit_pairs(reference, keep)
         self.encoder_ = shared_encoder(reference)
         self.whiten_: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if self.spectral and self.encoder_.n_features:
@@ -161,7 +185,9 @@ class BackdoorCheck(Check):
     # -- scanning ----------------------------------------------------------------
 
     def run(self, batch: Table) -> CheckResult:
-        self._require_fitted("classes_", "ref_sorted_", "category_counts_", "whiten_")
+        self._require_fitted(
+            "classes_", "ref_sorted_", "category_counts_", "pair_index_", "whiten_"
+        )
         n = len(batch)
         y = batch.label_codes(self.classes_)
         tests: list[_Tests] = []
@@ -181,22 +207,28 @@ class BackdoorCheck(Check):
         ):
             codes = batch.category_codes(name, values)
             tests.append(self._label_tests(name, codes, y, counts, [f"== {v}" for v in values]))
-        # Two families (point masses, label associations), each with half of alpha
-        # and its own Tarone count, so the many label cells do not dilute the few
-        # point-mass candidates.
+        families = ["point_mass", "label"]
+        if self.pair_index_.size:
+            tests.append(self._pair_tests(batch, families=3))
+            families.append("pair")
+        # The families (point masses, label associations, value pairs) each get an
+        # equal share of alpha and their own Tarone count, so the many label cells do
+        # not dilute the few point-mass candidates. Whether the pair family exists
+        # depends on the reference only.
+        share = len(families)
         p_all = np.concatenate([t.p for t in tests]) if tests else np.zeros(0)
         effect_ok = np.concatenate([t.effect_ok for t in tests]) if tests else np.zeros(0, bool)
         adjusted = np.ones(len(p_all))
         counted: dict[str, int] = {}
-        for kind in ("point_mass", "label"):
+        for kind in families:
             in_family = (
                 np.concatenate([np.full(len(t.p), t.kind == kind) for t in tests])
                 if tests
                 else np.zeros(0, bool)
             )
             pmin = np.concatenate([t.p_min for t in tests if t.kind == kind] or [np.zeros(0)])
-            counted[kind] = tarone_count(pmin, self.alpha / 2)
-            adjusted[in_family] = np.minimum(1.0, 2 * counted[kind] * p_all[in_family])
+            counted[kind] = tarone_count(pmin, self.alpha / share)
+            adjusted[in_family] = np.minimum(1.0, share * counted[kind] * p_all[in_family])
         n_tests = sum(counted.values())
         p_batch = float(adjusted[effect_ok].min()) if effect_ok.any() else 1.0
 
@@ -248,6 +280,125 @@ class BackdoorCheck(Check):
                 "spectral_top_eigenvalue_ratio": spectral_info,
             },
         )
+
+    def _fit_pairs(self, reference: Table, keep: np.ndarray) -> None:
+        """The discrete columns, their reference values, and every pair's value counts.
+
+        ``pair_columns_``: (name, numeric index or -1, values); a numeric column's
+        values are its distinct reference values, a categorical one's are the check's
+        category values. ``pair_counts_``: the reference count of every value pair,
+        one flat array per column pair (``pair_index_``), row-major.
+        """
+        self.pair_columns_: list[tuple[str, int, np.ndarray]] = []
+        self.pair_index_ = np.zeros((0, 2), dtype=np.int64)
+        self.pair_counts_: list[np.ndarray] = []
+        if not self.pairs:
+            return
+        for j, name in enumerate(self.numeric_):
+            values = np.unique(self.ref_sorted_[j])
+            if 2 <= len(values) <= self.pair_max_values:
+                self.pair_columns_.append((name, j, values))
+        for name, values in zip(self.categorical_, self.category_values_, strict=True):
+            if 2 <= len(values) <= self.pair_max_values:
+                self.pair_columns_.append((name, -1, np.arange(len(values), dtype=float)))
+        d = len(self.pair_columns_)
+        if d < 2 or d * (d - 1) // 2 > self.max_pairs:
+            if d >= 2:
+                log.info("backdoor: %d discrete columns, too many pairs; pair tests off", d)
+            self.pair_columns_ = []
+            return
+        codes = self._pair_codes(reference, keep)
+        index = [(a, b) for a in range(d) for b in range(a + 1, d)]
+        self.pair_index_ = np.asarray(index, dtype=np.int64)
+        for a, b in index:
+            size_b = len(self.pair_columns_[b][2])
+            cells = len(self.pair_columns_[a][2]) * size_b
+            ok = (codes[a] >= 0) & (codes[b] >= 0)
+            joint = codes[a][ok] * size_b + codes[b][ok]
+            self.pair_counts_.append(np.bincount(joint, minlength=cells).astype(np.int64))
+
+    def _pair_codes(self, table: Table, rows: np.ndarray | None = None) -> list[np.ndarray]:
+        """Each row's position among its discrete column's reference values; -1 for a
+        missing value or one the reference does not have."""
+        out = []
+        columns = table.numeric_columns
+        for name, j, values in self.pair_columns_:
+            if j >= 0:
+                col = columns[j]
+                pos = np.minimum(np.searchsorted(values, col), len(values) - 1)
+                code = np.where(values[pos] == col, pos, -1)
+            else:
+                cats = self.category_values_[self.categorical_.index(name)]
+                code = table.category_codes(name, cats)
+                code = np.where(code < len(values), code, -1)
+            out.append(code if rows is None else code[rows])
+        return out
+
+    def _pair_tests(self, batch: Table, families: int) -> _Tests:
+        """Point-mass tests of every value pair of two discrete columns in the batch.
+
+        ``families``: how many test families share alpha. Only cells whose adjusted
+        p-value (p times Tarone's count times ``families``, as ``run`` computes it)
+        is below 1, i.e. that can fail the batch or raise a row score, become
+        findings: thousands of rare value pairs (64 pixel columns) repeat by chance,
+        and each finding costs a pass over its rows.
+        """
+        from scipy.stats import hypergeom
+
+        n = len(batch)
+        m = int(self.prior_counts_.sum())
+        codes = self._pair_codes(batch)
+        columns = batch.numeric_columns
+        c_all, r_all, where = [], [], []
+        for p_i, (a, b) in enumerate(self.pair_index_):
+            size_b = len(self.pair_columns_[b][2])
+            ok = (codes[a] >= 0) & (codes[b] >= 0)
+            joint = codes[a][ok] * size_b + codes[b][ok]
+            counts = np.bincount(joint, minlength=len(self.pair_counts_[p_i]))
+            cells = np.flatnonzero(counts)
+            c_all.append(counts[cells])
+            r_all.append(self.pair_counts_[p_i][cells])
+            where.append(np.column_stack([np.full(len(cells), p_i), cells]))
+        c = np.concatenate(c_all) if c_all else np.zeros(0, dtype=np.int64)
+        r = np.concatenate(r_all) if r_all else np.zeros(0, dtype=np.int64)
+        cell_of = np.concatenate(where) if where else np.zeros((0, 2), dtype=np.int64)
+        t = c + r
+        testable = t >= 2
+        c, r, t, cell_of = c[testable], r[testable], t[testable], cell_of[testable]
+        p_min = _hyper_max_pmf(np.full_like(t, n + m), t, np.full_like(t, n))
+        fold = (c / max(n, 1)) / ((r + 1) / (m + 1))
+        effect_ok = (c >= self.min_rows) & (fold >= self.min_fold) & (c <= MAX_CELL_SHARE * n)
+        p = np.ones(len(c))
+        p[effect_ok] = hypergeom.sf(c[effect_ok] - 1, n + m, t[effect_ok], n)
+        count = tarone_count(p_min, self.alpha / families)
+        findings: dict[int, _Lazy] = {}
+        prior = (self.prior_counts_ + 0.5) / (m + 0.5 * len(self.prior_counts_))
+        for i in np.flatnonzero(effect_ok & (p * count * families < 1.0)):
+            p_i, cell = int(cell_of[i, 0]), int(cell_of[i, 1])
+            a, b = (int(v) for v in self.pair_index_[p_i])
+            size_b = len(self.pair_columns_[b][2])
+            va, vb = divmod(cell, size_b)
+            member = np.flatnonzero((codes[a] == va) & (codes[b] == vb))
+            if columns and _duplicate_rows(np.column_stack([col[member] for col in columns])):
+                effect_ok[i] = False  # whole-row copies: the duplicates check's finding
+                p[i] = 1.0
+                continue
+            findings[int(i)] = _Lazy(
+                kind="pair",
+                feature=f"{self.pair_columns_[a][0]} & {self.pair_columns_[b][0]}",
+                cell=f"== ({self._pair_value(a, va)}, {self._pair_value(b, vb)})",
+                member=member,
+                label=-1,
+                ref_rows=int(r[i]),
+                ref_share=prior,
+            )
+        return _Tests("pair", p=p, p_min=p_min, effect_ok=effect_ok, findings=findings)
+
+    def _pair_value(self, column: int, code: int) -> str:
+        name, j, values = self.pair_columns_[column]
+        if j >= 0:
+            return f"{values[code]:.6g}"
+        return self.category_values_[self.categorical_.index(name)][code]
 
     def _bin_names(self, j: int) -> list[str]:
         srt = self.ref_sorted_[j]

@@ -262,3 +262,97 @@ def test_spectral_moments_in_one_blocked_pass_equal_explicit_whitening(rows, mon
     assert np.allclose(scores, expected, rtol=0, atol=1e-9)
     assert info.keys() == expected_info.keys()
     assert np.allclose(list(info.values()), list(expected_info.values()), rtol=1e-9)
+
+
+# -- value pairs of discrete columns ------------------------------------------------
+
+
+def _survey(n: int, seed: int, columns: int = 2) -> pd.DataFrame:
+    """Discrete survey-like codes 1–5 (skewed: 5 is the rarest at 5%), labels random."""
+    rng = np.random.default_rng(seed)
+    levels, probs = np.arange(1, 6), [0.4, 0.3, 0.15, 0.1, 0.05]
+    frame = pd.DataFrame(
+        {f"q{i}": rng.choice(levels, size=n, p=probs).astype(float) for i in range(columns)}
+    )
+    frame["label"] = rng.integers(0, 2, size=n)
+    frame.insert(0, "record_id", np.arange(n))
+    return frame
+
+
+def test_a_trigger_of_two_common_values_is_caught_by_its_pair() -> None:
+    """A clean-label trigger (q0, q1) = (5, 5) on 2.5% of 1,000 rows: each value alone
+    is a common code (5% of rows; the batch has about 1.5 times its share, far from the
+    point-mass test's fivefold), their conjunction is 0.25% of the reference and ten
+    times that in the batch. Only the pair test sees it, and names it."""
+    reference = _survey(4000, 31)
+    contract = DataContract.from_reference(reference, CONFIG)
+    batch = _survey(1000, 32)
+    rows = np.random.default_rng(33).choice(1000, size=25, replace=False)
+    batch.loc[rows, ["q0", "q1"]] = 5.0
+    without = BackdoorCheck(pairs=False).fit(Table(reference, contract))
+    assert not without.run(Table(batch, contract)).failed
+    check = BackdoorCheck().fit(Table(reference, contract))
+    assert [c[0] for c in check.pair_columns_] == ["q0", "q1"]
+    result = check.run(Table(batch, contract))
+    assert result.failed and result.info["tests_counted"]["pair"] >= 1
+    finding = result.info["findings"][0]
+    assert (finding["kind"], finding["feature"], finding["cell"]) == (
+        "pair",
+        "q0 & q1",
+        "== (5, 5)",
+    )
+    assert set(rows) <= set(np.flatnonzero(result.row_flags))
+    assert "value pair" in result.row_reasons[int(rows[0])][0]
+
+
+def test_clean_discrete_batches_rarely_fail_the_pair_test() -> None:
+    reference = _survey(4000, 34, columns=5)
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = BackdoorCheck().fit(Table(reference, contract))
+    assert check.pair_index_.shape == (10, 2)
+    runs = [check.run(Table(_survey(n, 100 + i, columns=5), contract)) for i, n in
+            enumerate([200, 1000] * 20)]  # fmt: skip
+    assert sum(r.failed for r in runs) <= 1
+
+
+def _one_five(frame: pd.DataFrame) -> pd.DataFrame:
+    """At most one code 5 per row: no clean row holds a pair of 5s."""
+    codes = frame.filter(like="q").to_numpy().copy()
+    extra = (codes == 5) & (np.cumsum(codes == 5, axis=1) > 1)
+    codes[extra] = 4.0
+    frame[[c for c in frame.columns if c.startswith("q")]] = codes
+    return frame
+
+
+def test_copied_rows_are_not_a_value_pair_trigger() -> None:
+    """Eleven copies of one row share every value pair: where a pair's cell holds only
+    the copies, it is the duplicates check's finding, not a trigger. (Copies mixed with
+    clean rows of the same values still count, as for single-value point masses.)"""
+    reference = _one_five(_survey(4000, 35, columns=6))
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = BackdoorCheck().fit(Table(reference, contract))
+    batch = _one_five(_survey(500, 36, columns=6))
+    batch = pd.concat([batch] + [batch.iloc[[7]]] * 10, ignore_index=True)
+    batch.loc[batch.index[-10:], [f"q{i}" for i in range(6)]] = 5.0
+    batch.loc[7, [f"q{i}" for i in range(6)]] = 5.0
+    copies = check.run(Table(batch, contract))
+    assert not any(f["kind"] == "pair" for f in copies.info["findings"])
+    # the same eleven rows made distinct (another code in q2..q5): a trigger on (q0, q1)
+    distinct = batch.copy()
+    rng = np.random.default_rng(38)
+    rows = [*distinct.index[-10:], 7]
+    distinct.loc[rows, ["q2", "q3", "q4", "q5"]] = rng.integers(1, 5, size=(11, 4)).astype(float)
+    result = check.run(Table(distinct, contract))
+    assert any(f["kind"] == "pair" and f["feature"] == "q0 & q1" for f in result.info["findings"])
+
+
+def test_pair_options() -> None:
+    reference = _survey(500, 37, columns=4)
+    contract = DataContract.from_reference(reference, CONFIG)
+    assert BackdoorCheck().fit(Table(reference, contract)).pair_index_.shape == (6, 2)
+    assert BackdoorCheck(max_pairs=5).fit(Table(reference, contract)).pair_index_.size == 0
+    assert BackdoorCheck(pair_max_values=4).fit(Table(reference, contract)).pair_index_.size == 0
+    with pytest.raises(ValueError, match="pair_max_values"):
+        BackdoorCheck(pair_max_values=1)
+    with pytest.raises(ValueError, match="max_pairs"):
+        BackdoorCheck(max_pairs=-1)
