@@ -298,9 +298,9 @@ class BackdoorCheck(Check):
             values = np.unique(self.ref_sorted_[j])
             if 2 <= len(values) <= self.pair_max_values:
                 self.pair_columns_.append((name, j, values))
-        for name, values in zip(self.categorical_, self.category_values_, strict=True):
-            if 2 <= len(values) <= self.pair_max_values:
-                self.pair_columns_.append((name, -1, np.arange(len(values), dtype=float)))
+        for name, cats in zip(self.categorical_, self.category_values_, strict=True):
+            if 2 <= len(cats) <= self.pair_max_values:
+                self.pair_columns_.append((name, -1, np.arange(len(cats), dtype=float)))
         d = len(self.pair_columns_)
         if d < 2 or d * (d - 1) // 2 > self.max_pairs:
             if d >= 2:
