@@ -18,13 +18,12 @@ signals, all vectorised:
   after re-weighting the reference counts by the batch/reference label prior ratio
   outside the cell (a prior shift moves every cell alike and is the drift check's
   business), with a ``min_effect`` floor on the share difference.
-* **Value pairs** (discrete columns): a trigger usually sets two or more
-  features, and where every value is common (a 1–5 rating, a category) the single
-  values hide while their conjunction does not. For every pair of discrete columns
-  (numeric columns with at most ``pair_max_values`` distinct reference values, and
-  categorical ones), each value pair's batch count is tested against its reference
-  count as a point mass is (Fisher, one-sided, ``min_fold``), whatever the labels,
-  so both variants show.
+* **Value pairs** (discrete numeric columns): a trigger usually sets two or more
+  features, and where every value is common (a 1–5 rating, an integer code) the
+  single values hide while their conjunction does not. For every pair of numeric
+  columns with at most ``pair_max_values`` distinct reference values, each value
+  pair's batch count is tested against its reference count as a point mass is
+  (Fisher, one-sided, ``min_fold``), whatever the labels, so both variants show.
 * **Spectral signatures** (Tran et al., 2018), per class: the batch's class rows,
   whitened by the reference class covariance, projected on their top singular
   direction; a planted sub-population dominates that direction. Reported as a
@@ -36,7 +35,8 @@ refinement of Bonferroni applies — only tests whose smallest attainable p-valu
 could reach the level are counted (for a continuous column, only values that occur
 at least twice in batch ∪ reference), which keeps the correction small without
 giving up the family-wise guarantee. The test families (point masses, label
-associations, and value pairs where the reference has two discrete columns) each
+associations, and value pairs where the reference has two discrete numeric
+columns) each
 get an equal share of alpha and their own count; the batch p-value is the smallest
 p-value times its family's count and the number of families.
 """
@@ -85,8 +85,8 @@ class BackdoorCheck(Check):
     ``min_rows`` (smallest number of batch rows a finding needs); ``min_fold``
     (point mass: batch frequency over the reference's, add-one smoothed);
     ``min_effect`` (label association: share difference); ``pairs`` (test value
-    pairs of discrete columns); ``pair_max_values`` (a numeric column is discrete
-    with at most this many distinct reference values; categorical columns too);
+    pairs of discrete numeric columns); ``pair_max_values`` (a numeric column is
+    discrete with at most this many distinct reference values);
     ``max_pairs`` (with more column pairs than this the pair tests are off: their
     cost grows with the square of the columns); ``spectral`` (compute
     spectral-signature row scores); ``max_reference_rows`` (subsample kept);
@@ -284,9 +284,7 @@ class BackdoorCheck(Check):
     def _fit_pairs(self, reference: Table, keep: np.ndarray) -> None:
         """The discrete columns, their reference values, and every pair's value counts.
 
-        ``pair_columns_``: (name, numeric index or -1, values); a numeric column's
-        values are its distinct reference values, a categorical one's are the check's
-        category values. ``pair_counts_``: the reference count of every value pair,
+        ``pair_columns_``: (name, numeric index, its distinct reference values). ``pair_counts_``: the reference count of every value pair,
         one flat array per column pair (``pair_index_``), row-major.
         """
         self.pair_columns_: list[tuple[str, int, np.ndarray]] = []
@@ -298,9 +296,10 @@ class BackdoorCheck(Check):
             values = np.unique(self.ref_sorted_[j])
             if 2 <= len(values) <= self.pair_max_values:
                 self.pair_columns_.append((name, j, values))
-        for name, cats in zip(self.categorical_, self.category_values_, strict=True):
-            if 2 <= len(cats) <= self.pair_max_values:
-                self.pair_columns_.append((name, -1, np.arange(len(cats), dtype=float)))
+        # Categorical columns stay out: their values are tested one by one for label
+        # associations, and two of them (common in otherwise continuous tables) would
+        # open a third family that takes a third of the level from the single-value
+        # tests (2-row triggers at 100 rows: 4 of 4 → 1 of 4 on the synthetic sets).
         d = len(self.pair_columns_)
         if d < 2 or d * (d - 1) // 2 > self.max_pairs:
             if d >= 2:
@@ -318,20 +317,15 @@ class BackdoorCheck(Check):
             self.pair_counts_.append(np.bincount(joint, minlength=cells).astype(np.int64))
 
     def _pair_codes(self, table: Table, rows: np.ndarray | None = None) -> list[np.ndarray]:
-        """Each row's position among its discrete column's reference values; -1 for a
-        missing value or one the reference does not have."""
+        """Each row's position among its discrete column's reference values (of the
+        table's ``rows``, all by default); -1 for a missing value or one the reference
+        does not have."""
         out = []
         columns = table.numeric_columns
-        for name, j, values in self.pair_columns_:
-            if j >= 0:
-                col = columns[j]
-                pos = np.minimum(np.searchsorted(values, col), len(values) - 1)
-                code = np.where(values[pos] == col, pos, -1)
-            else:
-                cats = self.category_values_[self.categorical_.index(name)]
-                code = table.category_codes(name, cats)
-                code = np.where(code < len(values), code, -1)
-            out.append(code if rows is None else code[rows])
+        for _, j, values in self.pair_columns_:
+            col = columns[j] if rows is None else columns[j][rows]
+            pos = np.minimum(np.searchsorted(values, col), len(values) - 1)
+            out.append(np.where(values[pos] == col, pos, -1))
         return out
 
     def _pair_tests(self, batch: Table, families: int) -> _Tests:
@@ -395,10 +389,7 @@ class BackdoorCheck(Check):
         return _Tests("pair", p=p, p_min=p_min, effect_ok=effect_ok, findings=findings)
 
     def _pair_value(self, column: int, code: int) -> str:
-        name, j, values = self.pair_columns_[column]
-        if j >= 0:
-            return f"{values[code]:.6g}"
-        return self.category_values_[self.categorical_.index(name)][code]
+        return f"{self.pair_columns_[column][2][code]:.6g}"
 
     def _bin_names(self, j: int) -> list[str]:
         srt = self.ref_sorted_[j]

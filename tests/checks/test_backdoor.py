@@ -356,3 +356,20 @@ def test_pair_options() -> None:
         BackdoorCheck(pair_max_values=1)
     with pytest.raises(ValueError, match="max_pairs"):
         BackdoorCheck(max_pairs=-1)
+
+
+def test_value_pairs_survive_a_profile_round_trip(tmp_path) -> None:
+    from sanitizer.profile import load_profile, save_profile
+
+    reference = _survey(3000, 39, columns=3)
+    batch = _survey(1000, 40, columns=3)
+    rows = np.random.default_rng(41).choice(1000, size=25, replace=False)
+    batch.loc[rows, ["q0", "q2"]] = 5.0
+    fitted = Sanitizer(label_column="label", id_columns=("record_id",)).fit(reference)
+    loaded = load_profile(save_profile(fitted, tmp_path / "p.zip"))
+    first, second = (
+        next(c for c in s.scan(batch).checks if c.name == "backdoor") for s in (fitted, loaded)
+    )
+    assert first.failed and first.info["findings"][0]["feature"] == "q0 & q2"
+    assert second.p_value == first.p_value
+    assert second.info["findings"] == first.info["findings"]
