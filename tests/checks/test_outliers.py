@@ -277,8 +277,8 @@ def test_tail_test_sees_how_far_beyond_the_reference_two_rows_are() -> None:
     m = result.info["calibration_rows"]
     rank_p = float(betabinom.sf(1, 200, 1, m))  # two of 200 beyond the maximum of m
     assert result.info["p_tail"] == pytest.approx(rank_p / check.tail_gain)
-    # Bonferroni over two tests: the levels' calibrated minimum and the tail
-    assert result.p_value == pytest.approx(2 * rank_p / check.tail_gain)
+    # weighted Bonferroni: the tail test has a quarter of alpha
+    assert result.p_value == pytest.approx(4 * rank_p / check.tail_gain)
     assert result.failed and "beyond the most novel reference row" in result.message
     assert {7, 91} <= set(np.flatnonzero(result.row_flags))
 
