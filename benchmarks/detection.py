@@ -20,8 +20,8 @@ by all of them in the same run. Printed per scenario and batch size:
   batches; the label check's holdout, the outlier check's held-out calibration
   rows, the whole reference for the others), and how many batches have it at or
   below the level that check gets (alpha over the number of quarantining checks;
-  for the outlier check times its ``tail_gain``, the most its tail model may
-  strengthen ranks): where it is above, no test of that check's kind can prove the
+  for the outlier check times ``tail_gain`` / 4: its tail test has a quarter of
+  that level and may strengthen ranks ``tail_gain``-fold): where it is above, no test of that check's kind can prove the
   attack at that level, however unusual the rows; ``detect if provable``: the
   detection rate over those batches;
 - ``AUROC``: row-level, the sanitizer's ``row_scores`` against the attack's mask;
@@ -272,8 +272,11 @@ def comparison_rows(sanitizer: Sanitizer, check: str | None, n_ref: int) -> tupl
     if check == "label_consistency" and own is not None:
         return int(getattr(own, "n_reference_", n_ref)), 1.0
     if check == "outliers" and own is not None:
-        gain = float(own.tail_gain) if getattr(own, "tail_", None) else 1.0
-        return len(own.calibration_), gain
+        from sanitizer.checks.outliers import TAIL_WEIGHT
+
+        # the tail test: a quarter of the check's level, up to tail_gain below ranks
+        gain = float(own.tail_gain) * TAIL_WEIGHT if getattr(own, "tail_", None) else 1.0
+        return len(own.calibration_), max(gain, 1.0)
     return n_ref, 1.0
 
 
