@@ -21,9 +21,9 @@ by all of them in the same run. Printed per scenario and batch size:
   rows, the whole reference for the others), and how many batches have it at or
   below the level that check gets (alpha over the number of quarantining checks;
   for the outlier check times ``tail_gain`` / 4: its tail test has a quarter of
-  that level and may strengthen ranks ``tail_gain``-fold): where it is above, no test of that check's kind can prove the
-  attack at that level, however unusual the rows; ``detect if provable``: the
-  detection rate over those batches;
+  that level and may strengthen ranks ``tail_gain``-fold): where it is above, no
+  test of that check's kind can prove the attack at that level, however unusual
+  the rows; ``detect if provable``: the detection rate over those batches;
 - ``AUROC``: row-level, the sanitizer's ``row_scores`` against the attack's mask;
 - ``prec``/``recall``: rows the sanitizer flagged against the rows the attack wrote;
 - ``ms``: median scan time;
@@ -263,9 +263,9 @@ def comparison_rows(sanitizer: Sanitizer, check: str | None, n_ref: int) -> tupl
     model may take it below the exchangeable floor.
 
     The label check tests against its holdout (the rows its models never saw), the
-    outlier check against its held-out calibration scores, whose tail model may
-    strengthen the rank evidence ``tail_gain``-fold; the other checks use the whole
-    reference.
+    outlier check against its held-out calibration scores, whose tail test (a quarter
+    of the check's level) may strengthen the rank evidence ``tail_gain``-fold; the
+    other checks use the whole reference.
     """
     fitted = {c.name: c for c, _ in sanitizer.checks_}
     own = fitted.get(check or "")

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sanitizer.checks.base import Check
     from sanitizer.engine import Sanitizer
 
-FORMAT_VERSION = 3  # 2: the outlier check keeps a fitted tail; 3: the backdoor check value pairs
+FORMAT_VERSION = 3  # 2: the outlier check's fitted tail; 3: the backdoor check's value-pair counts
 TRUSTED_MODEL_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 

@@ -165,6 +165,28 @@ def _label_tests(
     return _Tests("label", p=p, p_min=p_min, effect_ok=effect_ok, findings=findings)
 
 
+def _excess_tests(
+    batch: np.ndarray, ref: np.ndarray, n: int, m: int, eligible: np.ndarray, min_fold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-sided Fisher tests of cells' batch counts against their reference counts.
+
+    ``batch`` and ``ref``: each cell's count among the ``n`` batch and ``m`` reference
+    rows. Returns each test's smallest attainable p-value (for Tarone's count), which
+    tests can become findings (``eligible`` and at least ``min_fold`` times the
+    reference frequency, add-one smoothed), and their p-values (1 for the others:
+    only those need the exact tail).
+    """
+    from scipy.stats import hypergeom
+
+    total = batch + ref
+    p_min = _hyper_max_pmf(np.full_like(total, n + m), total, np.full_like(total, n))
+    fold = (batch / max(n, 1)) / ((ref + 1) / (m + 1))
+    effect_ok = eligible & (fold >= min_fold)
+    p = np.ones(len(batch))
+    p[effect_ok] = hypergeom.sf(batch[effect_ok] - 1, n + m, total[effect_ok], n)
+    return p_min, effect_ok, p
+
+
 def _hyper_max_pmf(total: np.ndarray, successes: np.ndarray, draws: np.ndarray) -> np.ndarray:
     """P(X = its largest possible value) for X ~ Hypergeom(total, successes, draws).
 

@@ -36,9 +36,8 @@ could reach the level are counted (for a continuous column, only values that occ
 at least twice in batch ∪ reference), which keeps the correction small without
 giving up the family-wise guarantee. The test families (point masses, label
 associations, and value pairs where the reference has two discrete numeric
-columns) each
-get an equal share of alpha and their own count; the batch p-value is the smallest
-p-value times its family's count and the number of families.
+columns) each get an equal share of alpha and their own count; the batch p-value
+is the smallest p-value times its family's count and the number of families.
 """
 
 from __future__ import annotations
@@ -56,9 +55,9 @@ from sanitizer.checks._backdoor_stats import (
     _cell_codes,
     _cell_counts,
     _duplicate_rows,
+    _excess_tests,
     _Finding,
     _finding_info,
-    _hyper_max_pmf,
     _label_tests,
     _Lazy,
     _reason,
@@ -207,15 +206,14 @@ class BackdoorCheck(Check):
         ):
             codes = batch.category_codes(name, values)
             tests.append(self._label_tests(name, codes, y, counts, [f"== {v}" for v in values]))
-        families = ["point_mass", "label"]
-        if self.pair_index_.size:
-            tests.append(self._pair_tests(batch, families=3))
-            families.append("pair")
         # The families (point masses, label associations, value pairs) each get an
         # equal share of alpha and their own Tarone count, so the many label cells do
         # not dilute the few point-mass candidates. Whether the pair family exists
         # depends on the reference only.
+        families = ["point_mass", "label"] + (["pair"] if self.pair_index_.size else [])
         share = len(families)
+        if "pair" in families:
+            tests.append(self._pair_tests(batch, families=share))
         p_all = np.concatenate([t.p for t in tests]) if tests else np.zeros(0)
         effect_ok = np.concatenate([t.effect_ok for t in tests]) if tests else np.zeros(0, bool)
         adjusted = np.ones(len(p_all))
@@ -284,8 +282,9 @@ class BackdoorCheck(Check):
     def _fit_pairs(self, reference: Table, keep: np.ndarray) -> None:
         """The discrete columns, their reference values, and every pair's value counts.
 
-        ``pair_columns_``: (name, numeric index, its distinct reference values). ``pair_counts_``: the reference count of every value pair,
-        one flat array per column pair (``pair_index_``), row-major.
+        ``pair_columns_``: (name, numeric index, its distinct reference values).
+        ``pair_counts_``: the reference count of every value pair, one flat array per
+        column pair (``pair_index_``), row-major.
         """
         self.pair_columns_: list[tuple[str, int, np.ndarray]] = []
         self.pair_index_ = np.zeros((0, 2), dtype=np.int64)
@@ -310,11 +309,7 @@ class BackdoorCheck(Check):
         index = [(a, b) for a in range(d) for b in range(a + 1, d)]
         self.pair_index_ = np.asarray(index, dtype=np.int64)
         for a, b in index:
-            size_b = len(self.pair_columns_[b][2])
-            cells = len(self.pair_columns_[a][2]) * size_b
-            ok = (codes[a] >= 0) & (codes[b] >= 0)
-            joint = codes[a][ok] * size_b + codes[b][ok]
-            self.pair_counts_.append(np.bincount(joint, minlength=cells).astype(np.int64))
+            self.pair_counts_.append(self._pair_cell_counts(codes, a, b))
 
     def _pair_codes(self, table: Table, rows: np.ndarray | None = None) -> list[np.ndarray]:
         """Each row's position among its discrete column's reference values (of the
@@ -328,6 +323,13 @@ class BackdoorCheck(Check):
             out.append(np.where(values[pos] == col, pos, -1))
         return out
 
+    def _pair_cell_counts(self, codes: list[np.ndarray], a: int, b: int) -> np.ndarray:
+        """Rows per value pair of discrete columns ``a`` and ``b`` (row-major cells)."""
+        size_b = len(self.pair_columns_[b][2])
+        ok = (codes[a] >= 0) & (codes[b] >= 0)
+        joint = codes[a][ok] * size_b + codes[b][ok]
+        return np.bincount(joint, minlength=len(self.pair_columns_[a][2]) * size_b)
+
     def _pair_tests(self, batch: Table, families: int) -> _Tests:
         """Point-mass tests of every value pair of two discrete columns in the batch.
 
@@ -337,7 +339,6 @@ class BackdoorCheck(Check):
         findings: thousands of rare value pairs (64 pixel columns) repeat by chance,
         and each finding costs a pass over its rows.
         """
-        from scipy.stats import hypergeom
 
         n = len(batch)
         m = int(self.prior_counts_.sum())
@@ -345,10 +346,7 @@ class BackdoorCheck(Check):
         columns = batch.numeric_columns
         c_all, r_all, where = [], [], []
         for p_i, (a, b) in enumerate(self.pair_index_):
-            size_b = len(self.pair_columns_[b][2])
-            ok = (codes[a] >= 0) & (codes[b] >= 0)
-            joint = codes[a][ok] * size_b + codes[b][ok]
-            counts = np.bincount(joint, minlength=len(self.pair_counts_[p_i]))
+            counts = self._pair_cell_counts(codes, int(a), int(b))
             cells = np.flatnonzero(counts)
             c_all.append(counts[cells])
             r_all.append(self.pair_counts_[p_i][cells])
@@ -356,14 +354,10 @@ class BackdoorCheck(Check):
         c = np.concatenate(c_all) if c_all else np.zeros(0, dtype=np.int64)
         r = np.concatenate(r_all) if r_all else np.zeros(0, dtype=np.int64)
         cell_of = np.concatenate(where) if where else np.zeros((0, 2), dtype=np.int64)
-        t = c + r
-        testable = t >= 2
-        c, r, t, cell_of = c[testable], r[testable], t[testable], cell_of[testable]
-        p_min = _hyper_max_pmf(np.full_like(t, n + m), t, np.full_like(t, n))
-        fold = (c / max(n, 1)) / ((r + 1) / (m + 1))
-        effect_ok = (c >= self.min_rows) & (fold >= self.min_fold) & (c <= MAX_CELL_SHARE * n)
-        p = np.ones(len(c))
-        p[effect_ok] = hypergeom.sf(c[effect_ok] - 1, n + m, t[effect_ok], n)
+        testable = c + r >= 2
+        c, r, cell_of = c[testable], r[testable], cell_of[testable]
+        eligible = (c >= self.min_rows) & (c <= MAX_CELL_SHARE * n)
+        p_min, effect_ok, p = _excess_tests(c, r, n, m, eligible, self.min_fold)
         count = tarone_count(p_min, self.alpha / families)
         findings: dict[int, _Lazy] = {}
         prior = (self.prior_counts_ + 0.5) / (m + 0.5 * len(self.prior_counts_))
@@ -399,7 +393,6 @@ class BackdoorCheck(Check):
         return [f"in [{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi, strict=True)]
 
     def _point_masses(self, name: str, j: int, columns: list[np.ndarray]) -> _Tests:
-        from scipy.stats import hypergeom
 
         col = columns[j]
         vals = col[~np.isnan(col)]  # a copy: sorted in place
@@ -424,13 +417,8 @@ class BackdoorCheck(Check):
         total = counts + ref_counts
         cand = np.flatnonzero((total >= 2) & (counts >= 1))
         uniq = cand_values
-        c, r, t = counts[cand], ref_counts[cand], total[cand]
-        p_min = _hyper_max_pmf(np.full_like(t, n_b + m), t, np.full_like(t, n_b))
-        fold = (c / max(n_b, 1)) / ((r + 1) / (m + 1))
-        effect_ok = (c >= self.min_rows) & (fold >= self.min_fold)
-        # Only tests that can become findings need their exact p-value.
-        p = np.ones(len(cand))
-        p[effect_ok] = hypergeom.sf(c[effect_ok] - 1, n_b + m, t[effect_ok], n_b)
+        c, r = counts[cand], ref_counts[cand]
+        p_min, effect_ok, p = _excess_tests(c, r, n_b, m, c >= self.min_rows, self.min_fold)
         findings: dict[int, _Lazy] = {}
         for i in np.flatnonzero(effect_ok):
             u = cand[i]

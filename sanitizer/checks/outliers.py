@@ -16,8 +16,8 @@ order statistic of ``m`` exchangeable held-out scores, the exceedance probabilit
 of a clean row is ``Beta(j, m - j + 1)`` distributed (``j`` held-out rows at or
 above it), so the number of flagged clean rows in a batch of ``n`` is
 beta-binomial: the batch p-value is that exact one-sided tail (the binomial test
-widened by the calibration's own uncertainty). Several levels are tested (see
-below for how they are combined). That guarantee is marginal over the reference; for one
+widened by the calibration's own uncertainty). Several levels are tested (how they
+are combined is below). That guarantee is marginal over the reference; for one
 fixed reference the realised false-flag rate of a threshold can sit a few tens of
 percent above nominal, which a very large batch would detect, so a level also
 needs an effect of ``min_ratio`` times its expected count.
@@ -421,9 +421,7 @@ class OutlierCheck(Check):
         # its nominal rate (seen on a 10k-row reference), which 1k-100k-row
         # batches would otherwise "detect" again and again.
         p_values = [
-            conformal_excess_pvalue(k, n, int(j), m)
-            if k >= self.min_ratio * n * int(j) / (m + 1)
-            else 1.0
+            float(_level_pvalues(np.array([k]), n, int(j), m, self.min_ratio)[0])
             for k, j in zip(counts, self.exceed_, strict=True)
         ]
         p_tail = tail_pvalue(self.tail_, raw, self.tail_rows, self.min_ratio, self.tail_gain)
