@@ -263,19 +263,22 @@ def comparison_rows(sanitizer: Sanitizer, check: str | None, n_ref: int) -> tupl
     model may take it below the exchangeable floor.
 
     The label check tests against its holdout (the rows its models never saw), the
-    outlier check against its held-out calibration scores, whose tail test (a quarter
-    of the check's level) may strengthen the rank evidence ``tail_gain``-fold; the
-    other checks use the whole reference.
+    outlier check against its held-out calibration scores, whose tail tests (a quarter
+    of the check's level with the density alone, a fifth each with the dependence
+    score) may strengthen the rank evidence ``tail_gain``-fold; the other checks use
+    the whole reference.
     """
     fitted = {c.name: c for c, _ in sanitizer.checks_}
     own = fitted.get(check or "")
     if check == "label_consistency" and own is not None:
         return int(getattr(own, "n_reference_", n_ref)), 1.0
     if check == "outliers" and own is not None:
-        from sanitizer.checks.outliers import TAIL_WEIGHT
+        from sanitizer.checks.outliers import FAMILY_WEIGHTS
 
-        # the tail test: a quarter of the check's level, up to tail_gain below ranks
-        gain = float(own.tail_gain) * TAIL_WEIGHT if getattr(own, "tail_", None) else 1.0
+        # a tail test: its share of the check's level, up to tail_gain below ranks
+        families = 1 if getattr(own, "dependence_", None) is None else 2
+        share = FAMILY_WEIGHTS[families][1]
+        gain = float(own.tail_gain) * share if getattr(own, "tail_", None) else 1.0
         return len(own.calibration_), max(gain, 1.0)
     return n_ref, 1.0
 

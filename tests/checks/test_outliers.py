@@ -77,7 +77,7 @@ def test_in_range_outliers_are_caught_with_high_auroc(n: int, rate: float) -> No
         flagged = np.flatnonzero(result.row_flags & mask)
         assert flagged.size
         reason = result.row_reasons[int(flagged[0])][0]
-        assert reason.startswith("outliers: joint novelty")
+        assert reason.startswith(("outliers: joint novelty", "outliers: combination of values"))
 
 
 def test_outliers_stay_inside_every_column_range() -> None:
@@ -269,10 +269,11 @@ def test_tail_test_sees_how_far_beyond_the_reference_two_rows_are() -> None:
     batch.loc[[7, 91], ["x0", "x1"]] = [[1.5, -1.5], [-1.2, 1.4]]  # each inside its range
     for col in ("x0", "x1"):
         assert reference[col].min() < batch[col].min() and batch[col].max() < reference[col].max()
-    ranks_only = OutlierCheck(alpha=0.005, tail_rows=0).fit(Table(reference, contract))
-    result = ranks_only.run(Table(batch, contract))
+    # the density family alone (the dependence score would see the broken x1 ≈ x0 too)
+    ranks_only = OutlierCheck(alpha=0.005, tail_rows=0, dependence=False)
+    result = ranks_only.fit(Table(reference, contract)).run(Table(batch, contract))
     assert not result.failed and result.info["p_tail"] == 1.0
-    check = OutlierCheck(alpha=0.005).fit(Table(reference, contract))
+    check = OutlierCheck(alpha=0.005, dependence=False).fit(Table(reference, contract))
     result = check.run(Table(batch, contract))
     m = result.info["calibration_rows"]
     rank_p = float(betabinom.sf(1, 200, 1, m))  # two of 200 beyond the maximum of m
@@ -469,3 +470,114 @@ def test_levels_calibration_skips_where_it_cannot_change_the_decision() -> None:
     assert first[1] > 0
     smallest = min(conformal_excess_pvalue(k, 200, j, 3000) for k, j in [(8, 30), (3, 3), (2, 1)])
     assert smallest <= first[0] <= 3 * smallest
+
+
+# -- the dependence score --------------------------------------------------------------
+
+
+def _coded(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """A survey-like table of 1-5 codes whose dependence is not linear: q1 and q2 are
+    fixed scramblings of q0 and q3 one of q2 (each with 2% noise), q4 independent.
+    Every pair is uncorrelated-looking to a Gaussian; trees see the mapping."""
+    q0 = rng.integers(1, 6, n)
+
+    def follow(base: np.ndarray, mapping: list[int]) -> np.ndarray:
+        noisy = rng.random(n) < 0.02
+        return np.where(noisy, rng.integers(1, 6, n), np.asarray(mapping)[base - 1])
+
+    q1, q2 = follow(q0, [3, 5, 1, 4, 2]), follow(q0, [2, 4, 5, 1, 3])
+    frame = pd.DataFrame(
+        {
+            "q0": q0,
+            "q1": q1,
+            "q2": q2,
+            "q3": follow(q2, [5, 3, 1, 2, 4]),
+            "q4": rng.integers(1, 6, n),
+        }
+    ).astype(float)
+    frame["label"] = (q0 + rng.integers(0, 3, n) > 4).astype(int)
+    frame.insert(0, "record_id", np.arange(n))
+    return frame
+
+
+@cache
+def coded() -> tuple[pd.DataFrame, pd.DataFrame, DataContract, OutlierCheck, OutlierCheck]:
+    rng = np.random.default_rng(21)
+    reference, pool = _coded(rng, 3000), _coded(rng, 20_000)
+    contract = DataContract.from_reference(reference, CONFIG)
+    # the level each quarantining check gets under the default policy (1% over five)
+    with_dependence = OutlierCheck(alpha=0.002).fit(Table(reference, contract))
+    density_only = OutlierCheck(alpha=0.002, dependence=False).fit(Table(reference, contract))
+    return reference, pool, contract, with_dependence, density_only
+
+
+def test_dependence_score_catches_mixed_values_the_density_misses() -> None:
+    """15 of 300 rows whose codes come from different reference rows: every value is
+    common, the combination is not. At the level a check gets by default (0.002) the
+    density alone passes these batches; with the dependence score they fail, its rows
+    rank higher, and their reasons say why."""
+    reference, pool, contract, check, density = coded()
+    for seed in (1, 2, 3):
+        batch = pool.iloc[seed * 300 : (seed + 1) * 300].reset_index(drop=True)
+        poisoned, mask = inject_outliers(batch, reference, 0.05, seed)
+        plain = density.run(Table(poisoned, contract))
+        result = check.run(Table(poisoned, contract))
+        assert "p_dependence_levels" not in plain.info and not plain.failed, plain.message
+        assert result.info["dependence"] and result.failed, result.message
+        assert roc_auc_score(mask, result.row_scores) >= 0.95
+        assert roc_auc_score(mask, result.row_scores) > roc_auc_score(mask, plain.row_scores)
+        assert "combination-of-values" in result.message
+        caught = [r for r in np.flatnonzero(result.row_flags & mask) if r in result.row_reasons]
+        assert any("combination of values" in result.row_reasons[r][0] for r in caught)
+
+
+def test_dependence_score_keeps_the_level_on_clean_coded_batches() -> None:
+    """30 clean batches of the coded table at alpha 0.05: the two families together
+    reject no more often than 5% plus three standard errors."""
+    _, pool, contract, check, _ = coded()
+    failed = 0
+    for k in range(30):
+        batch = pool.iloc[5000 + k * 400 : 5000 + (k + 1) * 400].reset_index(drop=True)
+        p = check.run(Table(batch, contract)).p_value
+        assert p is not None
+        failed += p < 0.05
+    assert failed <= 0.05 * 30 + 3 * np.sqrt(0.05 * 0.95 * 30)
+
+
+def test_dependence_classifier_tells_a_broken_pair_from_a_kept_one() -> None:
+    """Two identical integer columns: (a, a) is what the reference holds, (a, b != a) is
+    what independent draws add; the log-odds of the second are far above the first."""
+    from sanitizer.checks.outliers import fit_dependence
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, 2000).astype(float)
+    model = fit_dependence(np.c_[a, a], [np.array([0]), np.array([1])], seed=0)
+    kept = model.decision_function(np.array([[v, v] for v in range(5)], dtype=float))
+    broken = model.decision_function(np.array([[v, (v + 2) % 5] for v in range(5)], dtype=float))
+    assert broken.min() > kept.max() + 2.0
+
+
+def test_dependence_needs_two_columns_and_can_be_turned_off() -> None:
+    reference, _, _, _, density = coded()
+    assert density.dependence_ is None and density.dependence_calibration_ is None
+    one = reference[["record_id", "q0", "label"]]
+    check = OutlierCheck().fit(table(one, one))
+    assert check.dependence_ is None
+    result = check.run(table(one.iloc[:100], one))
+    assert result.info["dependence"] is False
+
+
+def test_dependence_state_survives_a_profile_round_trip(tmp_path) -> None:
+    """The fitted classifier and its calibration are saved (skops, no pickle) and give
+    the same p-value and row scores after loading."""
+    from sanitizer.profile import load_profile, save_profile
+
+    reference, pool, _, _, _ = coded()
+    sanitizer = Sanitizer(label_column="label", id_columns=("record_id",)).fit(reference)
+    batch, _ = inject_outliers(pool.iloc[:300].reset_index(drop=True), reference, 0.03, 1)
+    before = next(c for c in sanitizer.scan(batch).checks if c.name == "outliers")
+    loaded = load_profile(save_profile(sanitizer, tmp_path / "p.zip"))
+    after = next(c for c in loaded.scan(batch).checks if c.name == "outliers")
+    assert before.info["dependence"] and after.info["dependence"]
+    assert after.p_value == pytest.approx(before.p_value)
+    np.testing.assert_allclose(after.row_scores, before.row_scores)
