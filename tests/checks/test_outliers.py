@@ -581,3 +581,14 @@ def test_dependence_state_survives_a_profile_round_trip(tmp_path) -> None:
     assert before.info["dependence"] and after.info["dependence"]
     assert after.p_value == pytest.approx(before.p_value)
     np.testing.assert_allclose(after.row_scores, before.row_scores)
+
+
+def test_two_families_flag_about_the_first_levels_share_of_clean_rows() -> None:
+    """Each family flags beyond its held-out 99.5% quantile, so together they flag
+    about 1% of clean rows (the first level), not 2%."""
+    _, pool, contract, check, density = coded()
+    batch = pool.iloc[8000:18000].reset_index(drop=True)
+    both = check.run(Table(batch, contract)).row_flags
+    alone = density.run(Table(batch, contract)).row_flags
+    assert both is not None and alone is not None
+    assert 0.004 < both.mean() < 0.02 and alone.mean() < 0.02
