@@ -592,3 +592,14 @@ def test_two_families_flag_about_the_first_levels_share_of_clean_rows() -> None:
     alone = density.run(Table(batch, contract)).row_flags
     assert both is not None and alone is not None
     assert 0.004 < both.mean() < 0.02 and alone.mean() < 0.02
+
+
+def test_two_families_keep_clean_row_scores_about_uniform() -> None:
+    """A row's score is the larger family score with Bonferroni on its tail, so about
+    q of clean rows score above 1 - q, as with one family (the engine's combination
+    across checks assumes it)."""
+    _, pool, contract, check, _ = coded()
+    scores = check.run(Table(pool.iloc[8000:18000].reset_index(drop=True), contract)).row_scores
+    assert scores is not None
+    for q in (0.01, 0.05, 0.2):
+        assert np.mean(scores > 1.0 - q) == pytest.approx(q, rel=0.5)
