@@ -307,11 +307,12 @@ class OutlierCheck(Check):
     model may strengthen the rank-only evidence of the rows beyond the maximum),
     ``draws`` (most null draws calibrating the smallest level p-value; 0: Bonferroni
     over the levels), ``dependence`` (also score how much rarer a row's combination
-    of values is than the same values drawn independently, see ``fit_dependence``;
-    the row's score is the larger of the two, each standardised on the fitting
-    rows), ``n_threads`` (threads scoring rows; None, the default: one below
-    ``parallel_rows`` rows, 200k — below that, scoring is a fraction of a second and
-    threads only add memory — the cores this process may use above), ``random_state``.
+    of values is than the same values drawn independently, see ``fit_dependence``:
+    a second score family with its own calibration and tests), ``n_threads``
+    (threads scoring rows; None, the default: one below ``parallel_rows`` rows,
+    100k — below that, scoring is a fraction of a second and threads only add
+    memory — the cores this process may use above; a screened large batch's
+    100,000-row sample is scored on them), ``random_state``.
     """
 
     name = "outliers"
@@ -334,7 +335,7 @@ class OutlierCheck(Check):
         draws: int = 200_000,
         dependence: bool = True,
         n_threads: int | None = None,
-        parallel_rows: int = 200_000,
+        parallel_rows: int = 100_000,
         random_state: int = 0,
     ) -> None:
         if not 0.0 < alpha < 1.0:
