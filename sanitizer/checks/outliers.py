@@ -418,7 +418,7 @@ class OutlierCheck(Check):
         held-out score each) and the fitted tail."""
         cal = np.sort(held_out)
         m = len(cal)
-        exceed = [min(max(1, math.floor(m * (1.0 - q))), m) for q in self.levels]
+        exceed = [_exceed(m, 1.0 - q) for q in self.levels]
         return {
             "calibration": cal,
             "thresholds": np.asarray([cal[m - j] for j in exceed]),
@@ -577,7 +577,7 @@ class OutlierCheck(Check):
             p_tail=p_tail,
             p=min(1.0, p_levels / w_levels, p_tail / w_tail if w_tail else 1.0),
             scores=tail_scores(tail, raw, calibrated_percentile(calibration, raw)),
-            flags=raw > calibration[m - max(1, math.floor(m * (1.0 - self.levels[0]) / families))],
+            flags=raw > calibration[m - _exceed(m, (1.0 - self.levels[0]) / families)],
             expected=float(exceed[0]) / (m + 1),
             beyond=int(np.count_nonzero(raw > calibration[-1])),
             most=float(calibration[-1]),
@@ -642,6 +642,12 @@ class _Family:
     expected: float
     beyond: int
     most: float
+
+
+def _exceed(m: int, share: float) -> int:
+    """How many of ``m`` sorted held-out scores lie at or above the threshold that
+    leaves ``share`` of them: the threshold is the ``_exceed``-th largest (1 .. m)."""
+    return min(max(1, math.floor(m * share)), m)
 
 
 def _column_groups(encoder: FeatureEncoder) -> list[np.ndarray]:
