@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from sanitizer.checks.base import Check
     from sanitizer.engine import Sanitizer
 
-FORMAT_VERSION = 4  # 2: the outlier check's fitted tail; 3: the backdoor check's value-pair
-# counts; 4: the outlier check's dependence score
+FORMAT_VERSION = 5  # 2: the outlier check's fitted tail; 3: the backdoor check's value-pair
+# counts; 4: the outlier check's dependence score; 5: conditional_drift's calibration slope
 TRUSTED_MODEL_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 

@@ -125,7 +125,7 @@ def test_a_profile_of_another_format_is_refused_with_a_refit_hint(
 ) -> None:
     """Older profiles predate state a check now keeps (format 2: the outlier check's
     fitted tail; 3: the backdoor check's value pairs; 4: the outlier check's dependence
-    score): loading one must say "refit",
+    score; 5: conditional_drift's calibration slope): loading one must say "refit",
     not fail later on a missing attribute."""
     from sanitizer.profile import FORMAT_VERSION
 
@@ -133,14 +133,14 @@ def test_a_profile_of_another_format_is_refused_with_a_refit_hint(
     with zipfile.ZipFile(path) as z:
         members = {name: z.read(name) for name in z.namelist()}
     doc = json.loads(members["profile.json"])
-    assert doc["format"] == FORMAT_VERSION == 4
-    doc["format"] = 3
+    assert doc["format"] == FORMAT_VERSION == 5
+    doc["format"] = 4
     members["profile.json"] = json.dumps(doc).encode()
     old = tmp_path / "old.zip"
     with zipfile.ZipFile(old, "w") as z:
         for name, data in members.items():
             z.writestr(name, data)
-    with pytest.raises(InputError, match=r"profile format 3 is not supported .*refit"):
+    with pytest.raises(InputError, match=r"profile format 4 is not supported .*refit"):
         load_profile(old)
 
 

@@ -34,11 +34,26 @@ P(label | features) only through that factor and is ``drift``'s business). The
 batch test is a one-sided Welch t-test of mean excess loss, batch vs held-out
 reference, with a ``min_effect`` floor in nats so that huge batches are not failed
 by a negligible miscalibration.
+
+Where labels are barely predictable (survey tables), flipped labels look like the
+natural noise row by row, and a mean loss moves little. What random flips do to
+the *whole* batch is flatten its calibration curve: with a share ρ of labels
+replaced, P(label | features) is pulled toward uniform, so the batch's labels
+follow the model's log-probabilities less steeply. The *slope test* fits
+P(y = k | x) ∝ exp(a_k + b · log p̂_k(x)) (one slope ``b``, free class intercepts)
+on the held-out rows and on the batch, and tests b_batch < b_reference (one-sided
+Wald test, both estimates' variances). A prior shift multiplies P(y | x) by
+per-class constants, which the free intercepts absorb, and a covariate shift
+leaves P(y | x) alone, so neither moves ``b`` where the model is calibrated. The
+batch slope must also fall below ``1 - min_compression`` times the reference's
+(10% flips of two classes give about 0.6–0.8; benign drift on the held-out survey
+tables 0.9–1.06). The two tests share ``alpha`` (Bonferroni).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -293,10 +308,14 @@ class ConditionalDriftCheck(Check):
     """Has P(label | features) changed? Excess log-loss under a reference model.
 
     Options: ``alpha``; ``min_effect`` (mean excess loss, in nats, the batch must
-    exceed the reference by to fail); ``calibration_fraction`` (reference share held
-    out); ``max_fit_rows``; ``max_batch_rows`` (a random subsample of larger batches
-    is scored: the test is on a mean, and 200k rows resolve far below
-    ``min_effect``); ``random_state``.
+    exceed the reference by to fail); ``slope`` (also test whether the batch's
+    calibration slope flattened, see the module docstring; False: the excess-loss
+    test alone, with all of alpha); ``min_compression`` (the slope test needs the
+    batch slope below ``1 - min_compression`` times the reference's);
+    ``calibration_fraction`` (reference share held out); ``max_fit_rows``;
+    ``max_batch_rows`` (a random subsample of larger batches is scored: the tests
+    are on a mean and a slope, and 200k rows resolve far below their floors);
+    ``random_state``.
     """
 
     name = "conditional_drift"
@@ -308,6 +327,8 @@ class ConditionalDriftCheck(Check):
         self,
         alpha: float = 0.01,
         min_effect: float = 0.02,
+        slope: bool = True,
+        min_compression: float = 0.1,
         calibration_fraction: float = 0.4,
         max_fit_rows: int = 50_000,
         max_batch_rows: int = 200_000,
@@ -317,8 +338,12 @@ class ConditionalDriftCheck(Check):
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
         if min_effect < 0:
             raise ValueError("min_effect must be >= 0")
+        if not 0.0 <= min_compression < 1.0:
+            raise ValueError(f"min_compression must be in [0, 1), got {min_compression!r}")
         self.alpha = alpha
         self.min_effect = min_effect
+        self.slope = slope
+        self.min_compression = min_compression
         self.calibration_fraction = calibration_fraction
         self.max_fit_rows = max_fit_rows
         self.max_batch_rows = max_batch_rows
@@ -337,6 +362,7 @@ class ConditionalDriftCheck(Check):
         fit_idx = subsample(fit_idx, self.max_fit_rows, self.random_state)
         self.model_: Any = None
         self.calibration_excess_ = np.zeros(0)
+        self.slope_: tuple[float, float] | None = None
         if k < 2 or x.shape[1] == 0 or len(np.unique(y[fit_idx])) < k or len(cal_idx) < 10:
             log.info("conditional_drift: one class, no features or too few rows; will pass")
             return self
@@ -345,10 +371,18 @@ class ConditionalDriftCheck(Check):
         )
         with one_thread():
             self.model_.fit(x[fit_idx], y[fit_idx])
-        self.calibration_excess_ = self._excess(x[cal_idx], y[cal_idx], self.prior_)
+        proba = self._proba(x[cal_idx])
+        self.calibration_excess_ = self._excess_of(proba, y[cal_idx], self.prior_)
+        if self.slope:
+            fitted = calibration_slope(np.log(proba), y[cal_idx])
+            # a model whose log-probabilities do not predict the labels has no slope to
+            # flatten (and a negative one would turn the test around)
+            if fitted is not None and fitted[0] > 2.0 * math.sqrt(fitted[1]):
+                self.slope_ = fitted
         return self
 
-    def _excess(self, x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    def _proba(self, x: np.ndarray) -> np.ndarray:
+        """The model's class probabilities, floored at ``PROB_FLOOR``."""
         proba = np.empty((len(x), len(self.classes_)))
 
         def score(rows: slice) -> np.ndarray:
@@ -356,7 +390,14 @@ class ConditionalDriftCheck(Check):
 
         jobs = [(rows, score) for rows in row_blocks(len(x), PREDICT_BLOCK)]
         fill_rows(proba, jobs, scoring_threads(None, len(x), PARALLEL_ROWS))
-        proba = np.clip(proba, PROB_FLOOR, 1.0)
+        return np.clip(proba, PROB_FLOOR, 1.0)
+
+    def _excess(self, x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        return self._excess_of(self._proba(x), y, prior)
+
+    def _excess_of(self, proba: np.ndarray, y: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        """Each row's log-loss minus the entropy of its predicted distribution, with the
+        probabilities re-weighted to ``prior``."""
         proba = proba * (prior / self.prior_)
         proba /= proba.sum(axis=1, keepdims=True)
         entropy = -(proba * np.log(proba)).sum(axis=1)
@@ -366,7 +407,7 @@ class ConditionalDriftCheck(Check):
     def run(self, batch: Table) -> CheckResult:
         from scipy.stats import ttest_ind
 
-        self._require_fitted("model_", "calibration_excess_")
+        self._require_fitted("model_", "calibration_excess_", "slope_")
         if self.model_ is None:
             return self.result("pass", "no model (one class or no features); nothing to test")
         y = batch.label_codes(self.classes_)
@@ -375,26 +416,108 @@ class ConditionalDriftCheck(Check):
         prior = (np.bincount(y[known], minlength=k) + 0.5) / (known.sum() + 0.5 * k)
         rows = subsample(np.flatnonzero(known), self.max_batch_rows, self.random_state)
         x = batch.encoded(self.encoder_)[rows]
-        excess = self._excess(x, y[rows], prior)
+        proba = self._proba(x)
+        excess = self._excess_of(proba, y[rows], prior)
         ref = self.calibration_excess_
         diff = float(excess.mean() - ref.mean()) if len(excess) else 0.0
         if len(excess) >= 2:
             res = ttest_ind(excess, ref, equal_var=False, alternative="greater")
-            p = float(res.pvalue) if np.isfinite(res.pvalue) else 1.0
+            p_excess = float(res.pvalue) if np.isfinite(res.pvalue) else 1.0
         else:
-            p = 1.0
-        failed = p < self.alpha and diff >= self.min_effect
-        status: Status = "fail" if failed else "pass"
+            p_excess = 1.0
+        p_excess = min(1.0, max(0.0, p_excess))
+        tests = 1 if self.slope_ is None else 2  # Bonferroni over the two tests
+        failed = p_excess * tests < self.alpha and diff >= self.min_effect
         message = (
             f"mean excess log-loss {diff:+.3f} nats vs the reference's held-out rows "
-            f"(p={p:.2g}, floor {self.min_effect} nats)"
+            f"(p={p_excess:.2g}, floor {self.min_effect} nats)"
         )
+        info: dict[str, Any] = {
+            "batch_prior": prior.tolist(),
+            "reference_prior": self.prior_.tolist(),
+            "p_excess": p_excess,
+        }
+        p = p_excess
+        if self.slope_ is not None:
+            p_slope, ratio = slope_pvalue(self.slope_, np.log(proba), y[rows])
+            flattened = p_slope * tests < self.alpha and ratio <= 1.0 - self.min_compression
+            lead = f"calibration slope {ratio:.2f} of the reference's (p={p_slope:.2g})"
+            message = f"{lead}; {message}" if flattened and not failed else f"{message}; {lead}"
+            failed = failed or flattened
+            p = min(p_excess, p_slope)
+            info |= {"p_slope": p_slope, "slope_ratio": ratio}
+        status: Status = "fail" if failed else "pass"
         return self.result(
             status,
             message,
             statistic=diff,
-            p_value=min(1.0, max(0.0, p)),
+            p_value=min(1.0, p * tests),
             threshold=self.alpha,
             severity=self.default_severity,
-            info={"batch_prior": prior.tolist(), "reference_prior": self.prior_.tolist()},
+            info=info,
         )
+
+
+def calibration_slope(log_proba: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """Fit P(y = k) ∝ exp(a_k + b · log_proba[:, k]): the slope ``b`` and its variance.
+
+    One slope, free intercepts per class (a_0 = 0), maximum likelihood; the variance
+    is the inverse Fisher information's entry for ``b``. None if it cannot be fitted
+    (fewer than two classes among ``y``, or a singular information matrix).
+    """
+    from scipy.optimize import minimize
+
+    n, k = log_proba.shape
+    if n < 2 or k < 2 or np.unique(y).size < 2:
+        return None
+    rows = np.arange(n)
+    design = np.zeros((k, k))  # per class: indicators of intercepts a_1 .. a_{k-1}
+    design[1:, : k - 1] = np.eye(k - 1)
+
+    def fitted(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        eta = np.r_[0.0, theta[: k - 1]] + theta[-1] * log_proba
+        eta -= eta.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(eta).sum(axis=1))
+        return eta - log_norm[:, None], np.exp(eta - log_norm[:, None])
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        log_pi, pi = fitted(theta)
+        resid = -pi
+        resid[rows, y] += 1.0
+        grad = np.r_[resid.sum(axis=0)[1:], float((resid * log_proba).sum())]
+        return -float(log_pi[rows, y].sum()), -grad
+
+    start = np.r_[np.zeros(k - 1), 1.0]
+    theta = minimize(loss, start, jac=True, method="L-BFGS-B").x
+    _, pi = fitted(theta)
+    # Fisher information: sum over rows of the covariance, under the fitted pi, of
+    # each class's gradient row (its intercept indicators, its log-probability)
+    g_int = pi @ design  # E[intercept indicators]
+    g_slope = (pi * log_proba).sum(axis=1)
+    info = np.empty((k, k))
+    info[: k - 1, : k - 1] = (
+        np.diag(pi[:, 1:].sum(axis=0)) - g_int[:, : k - 1].T @ g_int[:, : k - 1]
+    )
+    cross = (pi[:, 1:] * log_proba[:, 1:]).sum(axis=0) - g_int[:, : k - 1].T @ g_slope
+    info[: k - 1, -1] = info[-1, : k - 1] = cross
+    info[-1, -1] = float((pi * log_proba**2).sum() - g_slope @ g_slope)
+    try:
+        var = float(np.linalg.inv(info)[-1, -1])
+    except np.linalg.LinAlgError:
+        return None
+    if not (np.isfinite(theta[-1]) and np.isfinite(var) and var > 0):
+        return None
+    return float(theta[-1]), var
+
+
+def slope_pvalue(
+    reference: tuple[float, float], log_proba: np.ndarray, y: np.ndarray
+) -> tuple[float, float]:
+    """One-sided Wald p-value of batch slope < reference slope, and their ratio."""
+    from scipy.stats import norm
+
+    fitted = calibration_slope(log_proba, y)
+    if fitted is None:
+        return 1.0, 1.0
+    (b_ref, v_ref), (b, v) = reference, fitted
+    return float(norm.cdf((b - b_ref) / math.sqrt(v_ref + v))), b / b_ref
