@@ -293,6 +293,35 @@ def test_calibration_slope_recovers_a_known_slope_and_its_error() -> None:
     assert calibration_slope(np.log(np.full((10, 2), 0.5)), np.zeros(10, dtype=int)) is None
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    k=st.integers(2, 5),
+    n=st.integers(40, 400),
+    offsets=st.lists(st.floats(-3.0, 3.0), min_size=5, max_size=5),
+)
+def test_calibration_slope_ignores_per_class_offsets_and_row_order(
+    seed: int, k: int, n: int, offsets: list[float]
+) -> None:
+    """A per-class constant added to the log-probabilities (what a prior shift does
+    to them) is absorbed by the class intercepts, and the rows' order does not
+    matter: the slope is the same."""
+    rng = np.random.default_rng(seed)
+    log_p = np.log(rng.dirichlet(np.ones(k), size=n))
+    y = rng.integers(0, k, n)
+    base = calibration_slope(log_p, y)
+    if base is None:
+        assert np.unique(y).size < 2
+        return
+    shifted = calibration_slope(log_p + np.asarray(offsets[:k]), y)
+    order = rng.permutation(n)
+    permuted = calibration_slope(log_p[order], y[order])
+    assert shifted is not None and permuted is not None
+    assert shifted[0] == pytest.approx(base[0], rel=1e-3, abs=1e-3)
+    assert permuted[0] == pytest.approx(base[0], rel=1e-3, abs=1e-3)
+    assert shifted[1] == pytest.approx(base[1], rel=1e-2)
+
+
 def test_flips_where_labels_are_barely_predictable_flatten_the_slope() -> None:
     """10% flips in 2,000 rows of weakly predictable, imbalanced labels: the slope test
     fails every batch and its evidence is far stronger than the excess loss's, which
