@@ -406,3 +406,13 @@ def test_slope_options() -> None:
     assert check.slope_ is None
     result = check.run(Table(pool.head(300), contract))
     assert "p_slope" not in result.info
+    # the slope is fitted on at most max_slope_rows of the batch (a seeded subsample)
+    check, pool, contract = fitted_weak()
+    batch = Table(pool.head(3000), contract)
+    assert check.run(batch).info["slope_rows"] == 3000
+    check.max_slope_rows = 1000
+    try:
+        first, again = check.run(batch).info, check.run(batch).info
+    finally:
+        check.max_slope_rows = 20_000
+    assert first["slope_rows"] == 1000 and first["p_slope"] == again["p_slope"]
