@@ -148,7 +148,6 @@ class DriftCheck(Check):
         max_rows: int = 3_000,
         max_reference_rows: int = 100_000,
         max_batch_rows: int = 200_000,
-        max_slope_rows: int = 20_000,
         random_state: int = 0,
     ) -> None:
         if not 0.0 < alpha < 1.0:
@@ -163,7 +162,6 @@ class DriftCheck(Check):
         self.max_rows = max_rows
         self.max_reference_rows = max_reference_rows
         self.max_batch_rows = max_batch_rows
-        self.max_slope_rows = max_slope_rows
         self.random_state = random_state
 
     def fit(self, reference: Table) -> Self:
@@ -322,9 +320,9 @@ class ConditionalDriftCheck(Check):
     its standard errors); ``calibration_fraction`` (reference share held out);
     ``max_fit_rows``; ``max_batch_rows`` (a random subsample of larger batches is
     scored: the excess-loss test is on a mean, and 200k rows resolve far below
-    ``min_effect``);
-    ``max_slope_rows`` (the slope is fitted on a random subsample of that many of
-    them: 20k rows resolve far below ``min_compression``); ``random_state``.
+    ``min_effect``); ``max_slope_rows`` (the slope is fitted on a random subsample
+    of that many of them: 20k rows resolve far below ``min_compression``);
+    ``random_state``.
     """
 
     name = "conditional_drift"
