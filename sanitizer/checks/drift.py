@@ -401,9 +401,6 @@ class ConditionalDriftCheck(Check):
         fill_rows(proba, jobs, scoring_threads(None, len(x), PARALLEL_ROWS))
         return np.clip(proba, PROB_FLOOR, 1.0)
 
-    def _excess(self, x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> np.ndarray:
-        return self._excess_of(self._proba(x), y, prior)
-
     def _excess_of(self, proba: np.ndarray, y: np.ndarray, prior: np.ndarray) -> np.ndarray:
         """Each row's log-loss minus the entropy of its predicted distribution, with the
         probabilities re-weighted to ``prior``."""
@@ -500,8 +497,6 @@ def calibration_slope(log_proba: np.ndarray, y: np.ndarray) -> tuple[float, floa
     if n < 2 or k < 2 or np.unique(y).size < 2:
         return None
     rows = np.arange(n)
-    design = np.zeros((k, k))  # per class: indicators of intercepts a_1 .. a_{k-1}
-    design[1:, : k - 1] = np.eye(k - 1)
 
     def fitted(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         eta = np.r_[0.0, theta[: k - 1]] + theta[-1] * log_proba
@@ -520,14 +515,12 @@ def calibration_slope(log_proba: np.ndarray, y: np.ndarray) -> tuple[float, floa
     theta = minimize(loss, start, jac=True, method="L-BFGS-B").x
     _, pi = fitted(theta)
     # Fisher information: sum over rows of the covariance, under the fitted pi, of
-    # each class's gradient row (its intercept indicators, its log-probability)
-    g_int = pi @ design  # E[intercept indicators]
+    # each class's gradient row (its intercept indicators, whose expectations are
+    # pi[:, 1:], and its log-probability)
     g_slope = (pi * log_proba).sum(axis=1)
     info = np.empty((k, k))
-    info[: k - 1, : k - 1] = (
-        np.diag(pi[:, 1:].sum(axis=0)) - g_int[:, : k - 1].T @ g_int[:, : k - 1]
-    )
-    cross = (pi[:, 1:] * log_proba[:, 1:]).sum(axis=0) - g_int[:, : k - 1].T @ g_slope
+    info[: k - 1, : k - 1] = np.diag(pi[:, 1:].sum(axis=0)) - pi[:, 1:].T @ pi[:, 1:]
+    cross = (pi[:, 1:] * log_proba[:, 1:]).sum(axis=0) - pi[:, 1:].T @ g_slope
     info[: k - 1, -1] = info[-1, : k - 1] = cross
     info[-1, -1] = float((pi * log_proba**2).sum() - g_slope @ g_slope)
     try:

@@ -238,10 +238,10 @@ def test_excess_loss_scored_in_threaded_blocks_equals_one_call(monkeypatch) -> N
     table = Table(pool, contract)
     x = table.encoded(conditional.encoder_)
     y = table.label_codes(conditional.classes_)
-    one = conditional._excess(x, y, conditional.prior_)
+    one = conditional._excess_of(conditional._proba(x), y, conditional.prior_)
     monkeypatch.setattr(drift_module, "PREDICT_BLOCK", 999)
     monkeypatch.setattr(drift_module, "PARALLEL_ROWS", 1)
-    blocked = conditional._excess(x, y, conditional.prior_)
+    blocked = conditional._excess_of(conditional._proba(x), y, conditional.prior_)
     assert np.array_equal(one, blocked)
     proba = np.clip(conditional.model_.predict_proba(x), 1e-4, 1.0) * (
         conditional.prior_ / conditional.prior_
@@ -267,10 +267,16 @@ def weak_labels(n: int, seed: int) -> pd.DataFrame:
 
 
 @cache
-def fitted_weak(slope: bool = True) -> tuple[ConditionalDriftCheck, pd.DataFrame, DataContract]:
+def weak_split() -> tuple[pd.DataFrame, pd.DataFrame, DataContract]:
+    """A 20,000-row reference of weakly predictable labels, a 60,000-row pool, the contract."""
     data = weak_labels(80_000, seed=41)
     reference, pool = data.iloc[:20_000], data.iloc[20_000:].reset_index(drop=True)
-    contract = DataContract.from_reference(reference.reset_index(drop=True), CONFIG)
+    return reference, pool, DataContract.from_reference(reference.reset_index(drop=True), CONFIG)
+
+
+@cache
+def fitted_weak(slope: bool = True) -> tuple[ConditionalDriftCheck, pd.DataFrame, DataContract]:
+    reference, pool, contract = weak_split()
     check = ConditionalDriftCheck(alpha=0.002, slope=slope).fit(Table(reference, contract))
     return check, pool, contract
 
@@ -386,9 +392,7 @@ def test_a_large_batch_needs_the_compression_floor() -> None:
     """A slope a little flatter is significant in a huge batch but above the
     compression floor: 2% flips in 40,000 rows fail at alpha 0.01 without the floor and
     pass with it. (The excess-loss test has its own floor, 0.02 nats.)"""
-    data = weak_labels(80_000, seed=41)
-    reference = data.iloc[:20_000]
-    _, pool, contract = fitted_weak()
+    reference, pool, contract = weak_split()
     batch = flip_labels(pool.sample(40_000, random_state=7).reset_index(drop=True), 0.02, 7)
     outcomes = {}
     for floor in (0.0, 0.1):
