@@ -126,8 +126,9 @@ def scenarios() -> dict[str, Scenario]:
         def f(
             b: pd.DataFrame, r: pd.DataFrame, pool: pd.DataFrame, s: int
         ) -> tuple[pd.DataFrame, np.ndarray]:
-            if kind == "covariate":
-                return attacks.covariate_drift(pool, LABEL, s, size=len(b), strength=0.3)
+            if kind in ("covariate", "strong covariate"):
+                strength = 1.0 if kind == "strong covariate" else 0.3
+                return attacks.covariate_drift(pool, LABEL, s, size=len(b), strength=strength)
             # the last class (default) or the first one more frequent: on imbalanced
             # data one direction raises the share of the minority class
             target = np.unique(pool[LABEL])[0] if kind == "prior first" else None
@@ -138,6 +139,7 @@ def scenarios() -> dict[str, Scenario]:
     return {
         "clean": clean,
         "benign: covariate drift": drift("covariate"),
+        "benign: strong covariate drift": drift("strong covariate"),
         "benign: prior drift": drift("prior"),
         "benign: prior drift to class 0": drift("prior first"),
         "flip random 5%": lambda b, r, p, s: attacks.flip_labels_random(b, LABEL, s, rate=0.05),
@@ -172,6 +174,7 @@ def scenarios() -> dict[str, Scenario]:
 BENIGN = (
     "clean",
     "benign: covariate drift",
+    "benign: strong covariate drift",
     "benign: prior drift",
     "benign: prior drift to class 0",
 )
