@@ -33,11 +33,12 @@ P(label | features) by per-class factors only, and is ``drift``'s business: befo
 the excess is computed, the model's log-probabilities get per-class offsets fitted
 to the rows' labels by maximum likelihood (the held-out rows' own at fit, the
 batch's at scan), which absorb such factors exactly and stay near zero where
-P(label | features) did not move. (Re-weighting the probabilities to the batch's
-label prior instead is right under a prior shift and wrong under a covariate
-shift, which moves the label prior too while P(label | features) stays: on weakly
-predictable labels a batch drawn with weights exp(0.5 z) on the strongest feature
-gained 0.04 nats that way, and all such 3,000- and 10,000-row batches failed.) The
+P(label | features) did not move and the model is calibrated. (Re-weighting the
+probabilities to the batch's label prior instead is right under a prior shift and
+wrong under a covariate shift, which moves the label prior too while P(label |
+features) stays: on weakly predictable labels batches drawn with weights
+exp(0.5 z) on the strongest feature gained 0.04 nats that way, and 4 to 5 of 5
+such 3,000- and 10,000-row batches failed.) The
 batch test is a one-sided Welch t-test of mean excess loss, batch vs held-out
 reference, with a ``min_effect`` floor in nats so that huge batches are not failed
 by a negligible miscalibration; the floor is above the held-out mean's upper bound
@@ -328,8 +329,8 @@ class ConditionalDriftCheck(Check):
     ``max_fit_rows``; ``max_batch_rows`` (a random subsample of larger batches is
     scored: the excess-loss test is on a mean, and 200k rows resolve far below
     ``min_effect``); ``max_slope_rows`` (the slope and the class offsets are fitted on
-    a random subsample of that many of them: 20k rows resolve far below
-    ``min_compression``);
+    a random subsample of that many of them, and the held-out rows' offsets on as
+    many of those: 20k rows resolve far below ``min_compression``);
     ``random_state``.
     """
 

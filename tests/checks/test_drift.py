@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from sanitizer import attacks
 from sanitizer.checks.drift import (
+    PROB_FLOOR,
     ConditionalDriftCheck,
     DriftCheck,
     calibration_slope,
@@ -340,7 +341,8 @@ def test_class_offsets_recover_a_prior_shift() -> None:
         y = (tilted.cumsum(axis=1) < rng.random((len(log_p), 1))).sum(axis=1)
         np.testing.assert_allclose(class_offsets(log_p, y), shift, atol=0.05)
     absent = class_offsets(log_p[:200], rng.integers(0, 2, 200))
-    assert absent[0] == 0.0 and np.isfinite(absent).all() and absent[2] < -5
+    bound = np.log(1.0 / PROB_FLOOR)  # unbounded, it runs to -13.8 here
+    assert absent[0] == 0.0 and absent[2] == pytest.approx(-bound)
     assert class_offsets(log_p[:0], np.zeros(0, dtype=int)).tolist() == [0.0, 0.0, 0.0]
 
 
@@ -366,7 +368,8 @@ def test_excess_loss_after_fitted_offsets_ignores_per_class_offsets(
     def excess(lp: np.ndarray) -> np.ndarray:
         return excess_loss(lp + class_offsets(lp, y), y)
 
-    np.testing.assert_allclose(excess(shifted), excess(log_p), atol=1e-4)
+    # the optimiser stops at ~1e-4 in the offsets: the invariance holds to that
+    np.testing.assert_allclose(excess(shifted), excess(log_p), atol=2e-3)
 
 
 def test_a_strong_covariate_shift_of_weakly_predictable_labels_is_not_conditional_drift() -> None:
@@ -389,8 +392,8 @@ def test_a_strong_covariate_shift_of_weakly_predictable_labels_is_not_conditiona
 def test_flips_where_labels_are_barely_predictable_flatten_the_slope() -> None:
     """10% flips in 2,000 rows of weakly predictable, imbalanced labels: the slope test
     fails every batch and its evidence is far stronger than the excess loss's, which
-    alone misses some of them (re-weighting to the batch's prior, pulled toward 50/50
-    by the flips, absorbs part of their effect)."""
+    alone misses some of them (the fitted class offsets, pulled toward 50/50 by the
+    flips, absorb part of their effect)."""
     check, pool, contract = fitted_weak()
     alone, _, _ = fitted_weak(slope=False)
     missed_alone = 0
@@ -465,7 +468,8 @@ def test_a_mild_covariate_shift_of_a_large_batch_clears_the_excess_loss_floor() 
     clean batches sit ~0.006 nats above it. With the model re-weighted to the batch's
     label prior (profile format 5) the shift added ~0.02 nats: against the held-out
     mean itself 9 of 10 such batches failed, against its upper bound one at most.
-    With fitted class offsets the shifted batches sit where clean ones do."""
+    With fitted class offsets these shifted batches sat +0.002 to +0.008 nats above
+    it, clean ones +0.005 to +0.007."""
     check, pool, contract = fitted_weak()
     failed = 0
     for seed in range(5):
