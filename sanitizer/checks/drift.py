@@ -390,9 +390,10 @@ class ConditionalDriftCheck(Check):
         with one_thread():
             self.model_.fit(x[fit_idx], y[fit_idx])
         proba = self._proba(x[cal_idx])
-        self.calibration_excess_, _ = self._excess_of(proba, y[cal_idx])
+        log_proba = np.log(proba)
+        self.calibration_excess_, _ = self._excess_of(log_proba, y[cal_idx])
         if self.slope:
-            fitted = calibration_slope(np.log(proba), y[cal_idx])
+            fitted = calibration_slope(log_proba, y[cal_idx])
             # a model whose log-probabilities do not predict the labels has no slope to
             # flatten (and a negative one would turn the test around)
             if fitted is not None and fitted[0] > 2.0 * math.sqrt(fitted[1]):
@@ -410,12 +411,18 @@ class ConditionalDriftCheck(Check):
         fill_rows(proba, jobs, scoring_threads(None, len(x), PARALLEL_ROWS))
         return np.clip(proba, PROB_FLOOR, 1.0)
 
-    def _excess_of(self, proba: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _calibration_rows(self, n: int) -> np.ndarray:
+        """The seeded subsample of at most ``max_slope_rows`` of ``n`` rows that class
+        offsets and the slope are fitted on."""
+        return subsample(np.arange(n), self.max_slope_rows, self.random_state + 1)
+
+    def _excess_of(
+        self, log_proba: np.ndarray, y: np.ndarray, part: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Each row's log-loss minus the entropy of its predicted distribution, after
-        per-class offsets (also returned) fitted to the labels of (a seeded subsample
-        of at most ``max_slope_rows`` of) the rows, see ``class_offsets``."""
-        log_proba = np.log(proba)
-        part = subsample(np.arange(len(y)), self.max_slope_rows, self.random_state + 1)
+        per-class offsets (also returned) fitted to the labels of the rows ``part``
+        (default: ``_calibration_rows``), see ``class_offsets``."""
+        part = self._calibration_rows(len(y)) if part is None else part
         offsets = class_offsets(log_proba[part], y[part])
         return excess_loss(log_proba + offsets, y), offsets
 
@@ -431,8 +438,9 @@ class ConditionalDriftCheck(Check):
         prior = (np.bincount(y[known], minlength=k) + 0.5) / (known.sum() + 0.5 * k)
         rows = subsample(np.flatnonzero(known), self.max_batch_rows, self.random_state)
         x = batch.encoded(self.encoder_)[rows]
-        proba = self._proba(x)
-        excess, offsets = self._excess_of(proba, y[rows])
+        log_proba = np.log(self._proba(x))
+        part = self._calibration_rows(len(rows))
+        excess, offsets = self._excess_of(log_proba, y[rows], part)
         ref = self.calibration_excess_
         diff = float(excess.mean() - ref.mean()) if len(excess) else 0.0
         if len(excess) >= 2:
@@ -465,8 +473,7 @@ class ConditionalDriftCheck(Check):
         if self.slope_ is not None:
             # its precision at 20k rows is far below the compression floor; more rows
             # only cost time (0.4 s for 200k rows of two classes)
-            part = subsample(np.arange(len(rows)), self.max_slope_rows, self.random_state + 1)
-            p_slope, ratio = slope_pvalue(self.slope_, np.log(proba[part]), y[rows][part])
+            p_slope, ratio = slope_pvalue(self.slope_, log_proba[part], y[rows][part])
             # the floor is against the reference slope's lower bound (two standard
             # errors): a huge batch is judged against that estimate's noise too, and a
             # reference that happened to fit a steep slope must not fail clean batches
