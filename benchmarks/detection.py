@@ -122,12 +122,11 @@ def scenarios() -> dict[str, Scenario]:
     ) -> tuple[pd.DataFrame, np.ndarray]:
         return b, np.zeros(len(b), dtype=bool)
 
-    def drift(kind: str) -> Scenario:
+    def drift(kind: str, strength: float = 0.3) -> Scenario:
         def f(
             b: pd.DataFrame, r: pd.DataFrame, pool: pd.DataFrame, s: int
         ) -> tuple[pd.DataFrame, np.ndarray]:
-            if kind in ("covariate", "strong covariate"):
-                strength = 1.0 if kind == "strong covariate" else 0.3
+            if kind == "covariate":
                 return attacks.covariate_drift(pool, LABEL, s, size=len(b), strength=strength)
             # the last class (default) or the first one more frequent: on imbalanced
             # data one direction raises the share of the minority class
@@ -139,7 +138,7 @@ def scenarios() -> dict[str, Scenario]:
     return {
         "clean": clean,
         "benign: covariate drift": drift("covariate"),
-        "benign: strong covariate drift": drift("strong covariate"),
+        "benign: strong covariate drift": drift("covariate", strength=1.0),
         "benign: prior drift": drift("prior"),
         "benign: prior drift to class 0": drift("prior first"),
         "flip random 5%": lambda b, r, p, s: attacks.flip_labels_random(b, LABEL, s, rate=0.05),

@@ -300,28 +300,34 @@ def test_calibration_slope_recovers_a_known_slope_and_its_error() -> None:
     assert calibration_slope(np.log(np.full((10, 2), 0.5)), np.zeros(10, dtype=int)) is None
 
 
+Case = tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]
+
+
+@st.composite
+def prior_shift_cases(draw: st.DrawFn, min_rows: int) -> Case:
+    """Random log-probabilities of 2–5 classes, labels, one constant per class (what
+    a prior shift adds to the log-probabilities) and the generator that drew them."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    k = draw(st.integers(2, 5))
+    n = draw(st.integers(min_rows, 400))
+    offsets = np.asarray(draw(st.lists(st.floats(-3.0, 3.0), min_size=k, max_size=k)))
+    log_p = np.log(rng.dirichlet(np.ones(k), size=n))
+    return log_p, rng.integers(0, k, n), offsets, rng
+
+
 @settings(max_examples=30, deadline=None)
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    k=st.integers(2, 5),
-    n=st.integers(40, 400),
-    offsets=st.lists(st.floats(-3.0, 3.0), min_size=5, max_size=5),
-)
-def test_calibration_slope_ignores_per_class_offsets_and_row_order(
-    seed: int, k: int, n: int, offsets: list[float]
-) -> None:
+@given(case=prior_shift_cases(min_rows=40))
+def test_calibration_slope_ignores_per_class_offsets_and_row_order(case: Case) -> None:
     """A per-class constant added to the log-probabilities (what a prior shift does
     to them) is absorbed by the class intercepts, and the rows' order does not
     matter: the slope is the same."""
-    rng = np.random.default_rng(seed)
-    log_p = np.log(rng.dirichlet(np.ones(k), size=n))
-    y = rng.integers(0, k, n)
+    log_p, y, offsets, rng = case
     base = calibration_slope(log_p, y)
     if base is None:
         assert np.unique(y).size < 2
         return
-    shifted = calibration_slope(log_p + np.asarray(offsets[:k]), y)
-    order = rng.permutation(n)
+    shifted = calibration_slope(log_p + offsets, y)
+    order = rng.permutation(len(y))
     permuted = calibration_slope(log_p[order], y[order])
     assert shifted is not None and permuted is not None
     assert shifted[0] == pytest.approx(base[0], rel=1e-3, abs=1e-3)
@@ -347,23 +353,15 @@ def test_class_offsets_recover_a_prior_shift() -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    k=st.integers(2, 5),
-    n=st.integers(20, 400),
-    offsets=st.lists(st.floats(-3.0, 3.0), min_size=5, max_size=5),
-)
-def test_excess_loss_after_fitted_offsets_ignores_per_class_offsets(
-    seed: int, k: int, n: int, offsets: list[float]
-) -> None:
+@given(case=prior_shift_cases(min_rows=20))
+def test_excess_loss_after_fitted_offsets_ignores_per_class_offsets(case: Case) -> None:
     """What a prior shift does to the log-probabilities (a constant per class) the
     fitted offsets take back: each row's excess loss is unchanged."""
-    rng = np.random.default_rng(seed)
-    log_p = np.log(rng.dirichlet(np.ones(k), size=n))
-    y = rng.integers(0, k, n)
+    log_p, y, offsets, _ = case
+    k = log_p.shape[1]
     if np.bincount(y, minlength=k).min() == 0:
         y[:k] = np.arange(k)  # an absent class's offset sits at its bound instead
-    shifted = log_p + np.asarray(offsets[:k])
+    shifted = log_p + offsets
 
     def excess(lp: np.ndarray) -> np.ndarray:
         return excess_loss(lp + class_offsets(lp, y), y)
