@@ -29,7 +29,13 @@ reference's out-of-fold flagged count (Fisher's exact test — the binomial test
 with the reference rate's own sampling error accounted for, so a 100k-row batch is
 not failed by the estimate's noise), at a few row thresholds (``test_rates``): a
 strict threshold has power when the reference is clean, a looser one when natural
-label noise fills the top percentile. Each threshold is tested on all rows and,
+label noise fills the top percentile. A still stricter level counts the rows at the
+strictest threshold whose raw implausibility is also beyond the top ``extreme_rate``
+of the fitting rows' raw values, all classes pooled: the per-class percentiles
+cannot resolve beyond about one over a class's fitting rows (54 per class in a
+900-row, 10-class reference), and blatant flips (no neighbour and almost no model
+probability for the given label) stand out above almost every clean row of any
+class. Each threshold is tested on all rows and,
 with up to ten classes, on the rows of each given label (a targeted flip puts all
 its rows into one class, where the excess stands out); weighted Bonferroni over
 all tests, two thirds of alpha to the all-rows tests.
@@ -68,6 +74,8 @@ class LabelConsistencyCheck(Check):
     row thresholds the batch test counts at), ``model``
     (``"hgb"`` histogram gradient boosting or ``"logistic"``), ``n_folds``,
     ``n_neighbors``, ``knn_weight`` (weight of kNN agreement in the raw score),
+    ``extreme_rate`` (share of the fitting rows, all classes pooled, beyond the
+    batch test's strictest level; None: no such level),
     ``max_reference_rows`` (rows used to fit the model; a random subsample above),
     ``max_index_rows`` (reference rows in the kNN index), ``knn_max_rows``
     (larger batches are scored by the model alone, against the model-only
@@ -91,6 +99,7 @@ class LabelConsistencyCheck(Check):
         alpha: float = 0.01,
         row_rate: float = 0.01,
         test_rates: tuple[float, ...] = (0.01, 0.03, 0.1),
+        extreme_rate: float | None = 0.003,
         model: Model = "hgb",
         n_folds: int = 5,
         n_neighbors: int = 10,
@@ -109,6 +118,10 @@ class LabelConsistencyCheck(Check):
             raise ValueError(f"row_rate must be in (0, 0.5), got {row_rate}")
         if not test_rates or not all(0.0 < r < 0.5 for r in test_rates):
             raise ValueError(f"test_rates must be rates in (0, 0.5), got {test_rates}")
+        if extreme_rate is not None and not 0.0 < extreme_rate < min(test_rates):
+            raise ValueError(
+                f"extreme_rate must be None or in (0, {min(test_rates)}), got {extreme_rate}"
+            )
         if model not in ("hgb", "logistic"):
             raise ValueError(f"model must be 'hgb' or 'logistic', got {model!r}")
         if n_folds < 2 or n_neighbors < 1:
@@ -122,6 +135,7 @@ class LabelConsistencyCheck(Check):
         self.alpha = alpha
         self.row_rate = row_rate
         self.test_rates = tuple(test_rates)
+        self.extreme_rate = extreme_rate
         self.model = model
         self.n_folds = n_folds
         self.n_neighbors = n_neighbors
@@ -227,35 +241,42 @@ class LabelConsistencyCheck(Check):
         }
         self.row_threshold_ = 1.0 - self.row_rate
         self.test_thresholds_ = np.array([1.0 - r for r in self.test_rates])
+        # the extreme level: raw values beyond the top extreme_rate of all fitting rows
+        # (inf: no such level; then it counts nothing and the test ignores it)
+        self.extreme_raw_ = {
+            mode: float(np.quantile(raw, 1.0 - self.extreme_rate))
+            if self.extreme_rate is not None and raw.size
+            else float("inf")
+            for mode, raw in raw_by_mode.items()
+        }
         # clean counts per test: rows (all, then each class if few) × thresholds
         self.test_groups_ = [None] + (
             list(range(n_classes)) if n_classes <= MAX_CLASS_TESTS else []
         )
         if holdout is None:
             y_rate = y_fit
-            scores_by_mode = {m: self._calibrate(r, y_fit, m) for m, r in raw_by_mode.items()}
+            scored_by_mode = {m: (self._calibrate(r, y_fit, m), r) for m, r in raw_by_mode.items()}
         else:
             y_rate = y_idx[holdout]
             proba_h = self._predict(x_all[holdout], y_rate)
-            scores_by_mode = {
-                m: self._finish(x_all[holdout], y_rate, proba_h, m).scores for m in raw_by_mode
-            }
+            scored_by_mode = {}
+            for m in raw_by_mode:
+                held = self._finish(x_all[holdout], y_rate, proba_h, m)
+                scored_by_mode[m] = (held.scores, held.raw)
         self.n_reference_ = len(y_rate)
         self.reference_rate_ = {
-            m: float(np.mean(scores >= self.row_threshold_)) for m, scores in scores_by_mode.items()
+            m: float(np.mean(scores >= self.row_threshold_))
+            for m, (scores, _) in scored_by_mode.items()
         }
         self.reference_test_counts_ = {
             m: np.array(
                 [
-                    [
-                        int(np.sum(_in_group(y_rate, g) & (scores >= t))),
-                        int(np.sum(_in_group(y_rate, g))),
-                    ]
+                    [int(np.sum(_in_group(y_rate, g) & level)), int(np.sum(_in_group(y_rate, g)))]
                     for g in self.test_groups_
-                    for t in self.test_thresholds_
+                    for level in self._levels(scores, raw, m)
                 ]
             )
-            for m, scores in scores_by_mode.items()
+            for m, (scores, raw) in scored_by_mode.items()
         }
         log.debug(
             "label_consistency fitted: %d rows, %d classes, reference flag rate %.4f",
@@ -264,6 +285,17 @@ class LabelConsistencyCheck(Check):
             self.reference_rate_["knn"],
         )
         return self
+
+    def _levels(self, scores: np.ndarray, raw: np.ndarray, mode: ScoreMode) -> list[np.ndarray]:
+        """Which rows reach each level of the batch test: the extreme level (the
+        strictest threshold and a raw value beyond ``extreme_raw_``; none without
+        ``extreme_rate``), then each threshold: nested, the extreme level inside the
+        strictest threshold."""
+        thresholds = [scores >= t for t in self.test_thresholds_]
+        if not np.isfinite(self.extreme_raw_[mode]):  # extreme_rate=None
+            return thresholds
+        strictest = scores >= self.test_thresholds_.max()
+        return [strictest & (raw >= self.extreme_raw_[mode]), *thresholds]
 
     def _score(self, x: np.ndarray, y_idx: np.ndarray, mode: ScoreMode) -> _Scores:
         """Score rows the models never saw: fold model by content hash, kNN agreement
@@ -297,8 +329,9 @@ class LabelConsistencyCheck(Check):
     ) -> _Scores:
         p_given = proba[np.arange(len(y_idx)), y_idx]
         agree = self._knn_agreement(x, y_idx) if mode == "knn" else None
-        scores = self._calibrate(self._raw(p_given, y_idx, agree), y_idx, mode)
-        return _Scores(scores=scores, proba=proba, p_given=p_given, agree=agree)
+        raw = self._raw(p_given, y_idx, agree)
+        scores = self._calibrate(raw, y_idx, mode)
+        return _Scores(scores=scores, raw=raw, proba=proba, p_given=p_given, agree=agree)
 
     def _fold_of(self, x: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
         """Which fold model scores each batch row: a hash of the row's content plus its
@@ -389,21 +422,21 @@ class LabelConsistencyCheck(Check):
         flags = scores >= self.row_threshold_
         flagged = int(flags.sum())
         # one p-value per group (all rows, then each class): the smallest Fisher p over
-        # the thresholds, calibrated for taking the minimum; then weighted Bonferroni
+        # the levels, calibrated for taking the minimum; then weighted Bonferroni
         # over groups: the all-rows test most of alpha, the per-class tests (there for
         # targeted flips) the rest
-        n_thresholds = len(self.test_thresholds_)
+        levels = self._levels(scores, scored.raw, mode)
+        n_levels = len(levels)
         n_class_groups = len(self.test_groups_) - 1
         class_share = CLASS_TEST_SHARE if n_class_groups else 0.0
         ref_counts = self.reference_test_counts_[mode]
         adjusted = []
         for i, g in enumerate(self.test_groups_):
             rows = _in_group(y_idx, g) & known
-            in_group = scores[rows]
-            ref = ref_counts[i * n_thresholds : (i + 1) * n_thresholds]
+            ref = ref_counts[i * n_levels : (i + 1) * n_levels]
             p = min_fisher_pvalue(
-                [int(np.sum(in_group >= t)) for t in self.test_thresholds_],
-                len(in_group),
+                [int(np.sum(level & rows)) for level in levels],
+                int(rows.sum()),
                 ref[:, 0].tolist(),
                 int(ref[0, 1]),
             )
@@ -445,6 +478,9 @@ class LabelConsistencyCheck(Check):
                 "reference_rate": self.reference_rate_[mode],
                 "knn": mode == "knn",
                 "row_threshold": self.row_threshold_,
+                "extreme_raw": (
+                    self.extreme_raw_[mode] if np.isfinite(self.extreme_raw_[mode]) else None
+                ),
                 "class_thresholds": dict(
                     zip(self.classes_.tolist(), self.class_thresholds_.tolist(), strict=True)
                 ),
@@ -466,6 +502,7 @@ class _ConstantModel:
 @dataclass(frozen=True)
 class _Scores:
     scores: np.ndarray  # calibrated implausibility in [0, 1]
+    raw: np.ndarray  # raw implausibility, before the per-class calibration
     proba: np.ndarray  # class probabilities from the row's fold model
     p_given: np.ndarray  # probability of the row's own label
     agree: np.ndarray | None  # kNN label agreement in [0, 1] (None: model alone)

@@ -352,3 +352,60 @@ def test_nested_threshold_pvalues_hold_their_level_on_exchangeable_rows() -> Non
     p_values = np.array(p_values)
     for level in (0.02, 0.05, 0.2):
         assert np.mean(p_values <= level) <= level + 3 * np.sqrt(level / 400)
+
+
+def _digits(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """scikit-learn's digits (10 classes, 64 pixels): a 898-row reference, 54 fitting
+    rows per class, and a 200-row batch of other rows."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    frame = pd.DataFrame(bunch.data, columns=[f"f{i}" for i in range(bunch.data.shape[1])])
+    frame["label"] = bunch.target
+    frame.insert(0, "record_id", np.arange(len(frame)))
+    order = np.random.default_rng(1000 + seed).permutation(len(frame))
+    ref = frame.iloc[order[:898]].reset_index(drop=True)
+    return ref, frame.iloc[order[898:1098]].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_the_extreme_level_proves_blatant_flips_a_small_reference_cannot_rank(seed):
+    """Ten flipped digits in 200 rows: the per-class percentiles (54 fitting rows a
+    class) rank them no higher than the holdout's own ambiguous rows, so the three
+    thresholds leave p above the level; pooled over the classes, the flips' raw
+    implausibility is beyond almost every clean row. (The benchmark's seeds: the
+    two 200-row batches the label check missed before the extreme level.)"""
+    ref, batch = _digits(seed)
+    poisoned, mask = attacks.flip_labels_random(batch, "label", seed * 100, rate=0.05)
+    results = {}
+    for extreme in (0.003, None):
+        chk = LabelConsistencyCheck(alpha=0.002, extreme_rate=extreme).fit(_table(ref, ref))
+        results[extreme] = chk.run(_table(poisoned, ref))
+    with_level, without = results[0.003], results[None]
+    assert without.status == "pass" and without.p_value > 0.002
+    assert with_level.status == "fail" and with_level.p_value < without.p_value / 5
+    assert with_level.info["extreme_raw"] is not None and without.info["extreme_raw"] is None
+    table = _table(poisoned, ref)  # the flipped rows are the extreme ones
+    codes = table.label_codes(tuple(chk.classes_.tolist()))
+    raw_flipped = chk._score(table.encoded(chk.encoder_), codes, "knn").raw[mask]
+    assert np.mean(raw_flipped >= with_level.info["extreme_raw"]) >= 0.5
+
+
+def test_extreme_level_is_the_pooled_fitting_quantile_and_nests_in_the_strictest(data, check):
+    ref, pool = data
+    for mode, raws in check.reference_raw_.items():
+        pooled = np.concatenate(raws)
+        beyond = np.mean(pooled >= check.extreme_raw_[mode])
+        assert 0.0 < beyond <= 0.003 + 1.0 / len(pooled)
+    # four levels per group (extreme, then the three thresholds), nested in the holdout
+    counts = check.reference_test_counts_["knn"].reshape(len(check.test_groups_), 4, 2)
+    assert np.all(np.diff(counts[:, :, 0], axis=1) >= 0) and np.all(counts[:, :, 1] > 0)
+    table = _table(next(_batches(pool, 300, 1, seed=5))[1], ref)
+    codes = table.label_codes(tuple(check.classes_.tolist()))
+    scored = check._score(table.encoded(check.encoder_), codes, "knn")
+    levels = check._levels(scored.scores, scored.raw, "knn")
+    assert len(levels) == 4 and not np.any(levels[0] & ~levels[1])
+    with pytest.raises(ValueError, match="extreme_rate"):
+        LabelConsistencyCheck(extreme_rate=0.01)  # not stricter than the strictest rate
+    none = LabelConsistencyCheck(extreme_rate=None).fit(_table(ref.head(1500), ref))
+    assert none.reference_test_counts_["knn"].shape[0] == 3 * len(none.test_groups_)
