@@ -74,8 +74,9 @@ class LabelConsistencyCheck(Check):
     row thresholds the batch test counts at), ``model``
     (``"hgb"`` histogram gradient boosting or ``"logistic"``), ``n_folds``,
     ``n_neighbors``, ``knn_weight`` (weight of kNN agreement in the raw score),
-    ``extreme_rate`` (share of the fitting rows, all classes pooled, beyond the
-    batch test's strictest level; None: no such level),
+    ``extreme_rate`` (the extreme level's threshold: the raw implausibility that
+    this share of the fitting rows, all classes pooled, reaches; None or 0: no
+    extreme level),
     ``max_reference_rows`` (rows used to fit the model; a random subsample above),
     ``max_index_rows`` (reference rows in the kNN index), ``knn_max_rows``
     (larger batches are scored by the model alone, against the model-only
@@ -118,9 +119,9 @@ class LabelConsistencyCheck(Check):
             raise ValueError(f"row_rate must be in (0, 0.5), got {row_rate}")
         if not test_rates or not all(0.0 < r < 0.5 for r in test_rates):
             raise ValueError(f"test_rates must be rates in (0, 0.5), got {test_rates}")
-        if extreme_rate is not None and not 0.0 < extreme_rate < min(test_rates):
+        if extreme_rate is not None and not 0.0 <= extreme_rate < min(test_rates):
             raise ValueError(
-                f"extreme_rate must be None or in (0, {min(test_rates)}), got {extreme_rate}"
+                f"extreme_rate must be None or in [0, {min(test_rates)}), got {extreme_rate}"
             )
         if model not in ("hgb", "logistic"):
             raise ValueError(f"model must be 'hgb' or 'logistic', got {model!r}")
@@ -135,7 +136,7 @@ class LabelConsistencyCheck(Check):
         self.alpha = alpha
         self.row_rate = row_rate
         self.test_rates = tuple(test_rates)
-        self.extreme_rate = extreme_rate
+        self.extreme_rate = extreme_rate or None  # 0 (a config file has no None): off
         self.model = model
         self.n_folds = n_folds
         self.n_neighbors = n_neighbors
@@ -292,7 +293,7 @@ class LabelConsistencyCheck(Check):
         ``extreme_rate``), then each threshold: nested, the extreme level inside the
         strictest threshold."""
         thresholds = [scores >= t for t in self.test_thresholds_]
-        if not np.isfinite(self.extreme_raw_[mode]):  # extreme_rate=None
+        if not np.isfinite(self.extreme_raw_[mode]):  # no extreme level
             return thresholds
         strictest = scores >= self.test_thresholds_.max()
         return [strictest & (raw >= self.extreme_raw_[mode]), *thresholds]
