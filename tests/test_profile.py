@@ -127,8 +127,8 @@ def test_a_profile_of_another_format_is_refused_with_a_refit_hint(
     fitted tail; 3: the backdoor check's value pairs; 4: the outlier check's dependence
     score; 5: conditional_drift's calibration slope; 6: its held-out excess loss
     after fitted class offsets; 7: the label check's extreme level): loading one must
-    say "refit", not fail later on a
-    missing attribute or compare a batch with differently computed held-out rows."""
+    say "refit", not fail later on a missing attribute or compare a batch with
+    differently computed held-out rows."""
     from sanitizer.profile import FORMAT_VERSION
 
     path = save_profile(fitted, tmp_path / "p.zip")

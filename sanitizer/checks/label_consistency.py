@@ -243,14 +243,14 @@ class LabelConsistencyCheck(Check):
         self.row_threshold_ = 1.0 - self.row_rate
         self.test_thresholds_ = np.array([1.0 - r for r in self.test_rates])
         # the extreme level: raw values beyond the top extreme_rate of all fitting rows
-        # (inf: no such level; then it counts nothing and the test ignores it)
+        # (inf: no such level, see _levels)
         self.extreme_raw_ = {
             mode: float(np.quantile(raw, 1.0 - self.extreme_rate))
             if self.extreme_rate is not None and raw.size
             else float("inf")
             for mode, raw in raw_by_mode.items()
         }
-        # clean counts per test: rows (all, then each class if few) × thresholds
+        # clean counts per test: rows (all, then each class if few) × levels
         self.test_groups_ = [None] + (
             list(range(n_classes)) if n_classes <= MAX_CLASS_TESTS else []
         )
@@ -295,7 +295,7 @@ class LabelConsistencyCheck(Check):
         thresholds = [scores >= t for t in self.test_thresholds_]
         if not np.isfinite(self.extreme_raw_[mode]):  # no extreme level
             return thresholds
-        strictest = scores >= self.test_thresholds_.max()
+        strictest = thresholds[int(np.argmax(self.test_thresholds_))]
         return [strictest & (raw >= self.extreme_raw_[mode]), *thresholds]
 
     def _score(self, x: np.ndarray, y_idx: np.ndarray, mode: ScoreMode) -> _Scores:

@@ -379,8 +379,8 @@ def test_the_extreme_level_proves_blatant_flips_a_small_reference_cannot_rank(se
     poisoned, mask = attacks.flip_labels_random(batch, "label", seed * 100, rate=0.05)
     chk = LabelConsistencyCheck(alpha=0.002).fit(_table(ref, ref))
     with_level = chk.run(_table(poisoned, ref))
-    without = LabelConsistencyCheck(alpha=0.002, extreme_rate=0.0).fit(_table(ref, ref))
-    without = without.run(_table(poisoned, ref))
+    no_level = LabelConsistencyCheck(alpha=0.002, extreme_rate=0.0).fit(_table(ref, ref))
+    without = no_level.run(_table(poisoned, ref))
     assert without.status == "pass" and without.p_value > 0.002
     assert with_level.status == "fail" and with_level.p_value < without.p_value / 5
     assert with_level.info["extreme_raw"] is not None and without.info["extreme_raw"] is None
