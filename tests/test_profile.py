@@ -126,23 +126,23 @@ def test_a_profile_of_another_format_is_refused_with_a_refit_hint(
     """Older profiles predate state a check now keeps (format 2: the outlier check's
     fitted tail; 3: the backdoor check's value pairs; 4: the outlier check's dependence
     score; 5: conditional_drift's calibration slope; 6: its held-out excess loss
-    after fitted class offsets; 7: the label check's extreme level): loading one must
-    say "refit", not fail later on a missing attribute or compare a batch with
-    differently computed held-out rows."""
+    after fitted class offsets; 7: the label check's extreme level; 8: the backdoor
+    check's value pairs by label): loading one must say "refit", not fail later on a
+    missing attribute or compare a batch with differently computed held-out rows."""
     from sanitizer.profile import FORMAT_VERSION
 
     path = save_profile(fitted, tmp_path / "p.zip")
     with zipfile.ZipFile(path) as z:
         members = {name: z.read(name) for name in z.namelist()}
     doc = json.loads(members["profile.json"])
-    assert doc["format"] == FORMAT_VERSION == 7
-    doc["format"] = 6
+    assert doc["format"] == FORMAT_VERSION == 8
+    doc["format"] = 7
     members["profile.json"] = json.dumps(doc).encode()
     old = tmp_path / "old.zip"
     with zipfile.ZipFile(old, "w") as z:
         for name, data in members.items():
             z.writestr(name, data)
-    with pytest.raises(InputError, match=r"profile format 6 is not supported .*refit"):
+    with pytest.raises(InputError, match=r"profile format 7 is not supported .*refit"):
         load_profile(old)
 
 

@@ -41,20 +41,20 @@ class _Lazy:
     kind: str
     feature: str
     cell: str
-    member: np.ndarray  # batch positions in the cell (point mass, pair) …
-    label: int  # … or the over-represented class (label association)
+    member: np.ndarray  # batch positions in the cell
+    label: int  # the over-represented class (label association, pair); -1: any label
     ref_rows: int
-    ref_share: np.ndarray  # reference label shares: of the value's bin, or (pair) overall
+    ref_share: np.ndarray  # reference label shares: of the value's bin, or of the pair
 
     def rows(self, y: np.ndarray) -> np.ndarray:
-        if self.kind != "label":
+        if self.label < 0:
             return self.member
         return self.member[y[self.member] == self.label]
 
     def materialise(
         self, rows: np.ndarray, p: float, classes: tuple[str, ...], y: np.ndarray
     ) -> _Finding:
-        if self.kind != "label":
+        if self.label < 0:
             labels = y[rows]
             counts = np.bincount(labels[labels >= 0], minlength=len(classes))
             top = int(np.argmax(counts)) if len(counts) else 0
@@ -285,7 +285,8 @@ def _reason(f: _Finding) -> str:
     if f.kind == "pair":
         return (
             f"backdoor: {f.feature} {f.cell} on {f.in_cell} rows, {f.label_rows}/{f.in_cell} "
-            f"labelled {f.label} (reference: {f.ref_rows} rows with this value pair)"
+            f"labelled {f.label} (reference: {f.ref_rows} rows with this value pair, "
+            f"{f.ref_share:.0%} labelled {f.label})"
         )
     if f.kind == "point_mass":
         return (

@@ -21,9 +21,13 @@ signals, all vectorised:
 * **Value pairs** (discrete numeric columns): a trigger usually sets two or more
   features, and where every value is common (a 1–5 rating, an integer code) the
   single values hide while their conjunction does not. For every pair of numeric
-  columns with at most ``pair_max_values`` distinct reference values, each value
-  pair's batch count is tested against its reference count as a point mass is
-  (Fisher, one-sided, ``min_fold``), whatever the labels, so both variants show.
+  columns with at most ``pair_max_values`` distinct reference values, each (value
+  pair, label) cell's batch count is tested against its reference count as a point
+  mass is (Fisher, one-sided, ``min_fold``). Both variants put every trigger row in
+  the target class's cell, so the trigger stands out against the reference rows
+  of that pair *and* label, which are fewer than the pair's (a ``fair`` trigger
+  pair at 1,000 rows: 4.6 times the pair's reference frequency, over ten times
+  its target-label cell's).
 * **Spectral signatures** (Tran et al., 2018), per class: the batch's class rows,
   whitened by the reference class covariance, projected on their top singular
   direction; a planted sub-population dominates that direction. Reported as a
@@ -283,12 +287,17 @@ class BackdoorCheck(Check):
         """The discrete columns, their reference values, and every pair's value counts.
 
         ``pair_columns_``: (name, numeric index, its distinct reference values).
-        ``pair_counts_``: the reference count of every value pair, one flat array per
-        column pair (``pair_index_``), row-major.
+        ``pair_keys_`` / ``pair_key_counts_``: the reference rows of every (value
+        pair, label) cell that has any, sparse: sorted keys ``pair_offsets_[p] +
+        cell * classes + label`` for column pair ``p`` of ``pair_index_`` and its
+        row-major cell (at most one key per reference row and column pair, where a
+        dense table of 64 pixel columns would hold 5.8M mostly empty cells).
         """
         self.pair_columns_: list[tuple[str, int, np.ndarray]] = []
         self.pair_index_ = np.zeros((0, 2), dtype=np.int64)
-        self.pair_counts_: list[np.ndarray] = []
+        self.pair_offsets_ = np.zeros(0, dtype=np.int64)
+        self.pair_keys_ = np.zeros(0, dtype=np.int64)
+        self.pair_key_counts_ = np.zeros(0, dtype=np.int64)
         if not self.pairs:
             return
         for j, name in enumerate(self.numeric_):
@@ -306,10 +315,16 @@ class BackdoorCheck(Check):
             self.pair_columns_ = []
             return
         codes = self._pair_codes(reference, keep)
+        y = reference.label_codes(self.classes_)[keep]
         index = [(a, b) for a in range(d) for b in range(a + 1, d)]
         self.pair_index_ = np.asarray(index, dtype=np.int64)
-        for a, b in index:
-            self.pair_counts_.append(self._pair_cell_counts(codes, a, b))
+        sizes = [self._pair_cells(a, b) * len(self.classes_) for a, b in index]
+        self.pair_offsets_ = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        keys = np.concatenate(
+            [self.pair_offsets_[p] + self._pair_cell_keys(codes, y, a, b)[1]
+             for p, (a, b) in enumerate(index)]
+        )  # fmt: skip
+        self.pair_keys_, self.pair_key_counts_ = np.unique(keys, return_counts=True)
 
     def _pair_codes(self, table: Table, rows: np.ndarray | None = None) -> list[np.ndarray]:
         """Each row's position among its discrete column's reference values (of the
@@ -323,15 +338,29 @@ class BackdoorCheck(Check):
             out.append(np.where(values[pos] == col, pos, -1))
         return out
 
-    def _pair_cell_counts(self, codes: list[np.ndarray], a: int, b: int) -> np.ndarray:
-        """Rows per value pair of discrete columns ``a`` and ``b`` (row-major cells)."""
-        size_b = len(self.pair_columns_[b][2])
-        ok = (codes[a] >= 0) & (codes[b] >= 0)
-        joint = codes[a][ok] * size_b + codes[b][ok]
-        return np.bincount(joint, minlength=len(self.pair_columns_[a][2]) * size_b)
+    def _pair_cells(self, a: int, b: int) -> int:
+        return len(self.pair_columns_[a][2]) * len(self.pair_columns_[b][2])
+
+    def _pair_cell_keys(
+        self, codes: list[np.ndarray], y: np.ndarray, a: int, b: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows with a known value in discrete columns ``a`` and ``b`` and a known
+        label, and their (value pair, label) cell: ``cell * classes + label``, cells
+        row-major."""
+        ok = np.flatnonzero((codes[a] >= 0) & (codes[b] >= 0) & (y >= 0))
+        cell = codes[a][ok] * len(self.pair_columns_[b][2]) + codes[b][ok]
+        return ok, cell * len(self.classes_) + y[ok]
+
+    def _pair_reference(self, keys: np.ndarray) -> np.ndarray:
+        """Reference rows of each global (value pair, label) key."""
+        if not self.pair_keys_.size:
+            return np.zeros(len(keys), dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.pair_keys_, keys), len(self.pair_keys_) - 1)
+        return np.where(self.pair_keys_[pos] == keys, self.pair_key_counts_[pos], 0)
 
     def _pair_tests(self, batch: Table, families: int) -> _Tests:
-        """Point-mass tests of every value pair of two discrete columns in the batch.
+        """Point-mass tests of every (value pair, label) cell of two discrete columns
+        in the batch.
 
         ``families``: how many test families share alpha. Only cells whose adjusted
         p-value (p times Tarone's count times ``families``, as ``run`` computes it)
@@ -342,43 +371,46 @@ class BackdoorCheck(Check):
 
         n = len(batch)
         m = int(self.prior_counts_.sum())
+        k = len(self.classes_)
         codes = self._pair_codes(batch)
+        y = batch.label_codes(self.classes_)
         columns = batch.numeric_columns
-        c_all, r_all, where = [], [], []
+        c_all, key_all = [], []
         for p_i, (a, b) in enumerate(self.pair_index_):
-            counts = self._pair_cell_counts(codes, int(a), int(b))
+            _, keys = self._pair_cell_keys(codes, y, int(a), int(b))
+            counts = np.bincount(keys, minlength=self._pair_cells(int(a), int(b)) * k)
             cells = np.flatnonzero(counts)
             c_all.append(counts[cells])
-            r_all.append(self.pair_counts_[p_i][cells])
-            where.append(np.column_stack([np.full(len(cells), p_i), cells]))
+            key_all.append(self.pair_offsets_[p_i] + cells)
         c = np.concatenate(c_all) if c_all else np.zeros(0, dtype=np.int64)
-        r = np.concatenate(r_all) if r_all else np.zeros(0, dtype=np.int64)
-        cell_of = np.concatenate(where) if where else np.zeros((0, 2), dtype=np.int64)
+        keys = np.concatenate(key_all) if key_all else np.zeros(0, dtype=np.int64)
+        r = self._pair_reference(keys)
         testable = c + r >= 2
-        c, r, cell_of = c[testable], r[testable], cell_of[testable]
+        c, r, keys = c[testable], r[testable], keys[testable]
         eligible = (c >= self.min_rows) & (c <= MAX_CELL_SHARE * n)
         p_min, effect_ok, p = _excess_tests(c, r, n, m, eligible, self.min_fold)
         count = tarone_count(p_min, self.alpha / families)
         findings: dict[int, _Lazy] = {}
-        prior = (self.prior_counts_ + 0.5) / (m + 0.5 * len(self.prior_counts_))
         for i in np.flatnonzero(effect_ok & (p * count * families < 1.0)):
-            p_i, cell = int(cell_of[i, 0]), int(cell_of[i, 1])
+            p_i = int(np.searchsorted(self.pair_offsets_, keys[i], side="right")) - 1
+            cell, label = divmod(int(keys[i] - self.pair_offsets_[p_i]), k)
             a, b = (int(v) for v in self.pair_index_[p_i])
-            size_b = len(self.pair_columns_[b][2])
-            va, vb = divmod(cell, size_b)
+            va, vb = divmod(cell, len(self.pair_columns_[b][2]))
             member = np.flatnonzero((codes[a] == va) & (codes[b] == vb))
-            if columns and _duplicate_rows(np.column_stack([col[member] for col in columns])):
+            trigger = member[y[member] == label]
+            if columns and _duplicate_rows(np.column_stack([col[trigger] for col in columns])):
                 effect_ok[i] = False  # whole-row copies: the duplicates check's finding
                 p[i] = 1.0
                 continue
+            ref = self._pair_reference(keys[i] - label + np.arange(k))
             findings[int(i)] = _Lazy(
                 kind="pair",
                 feature=f"{self.pair_columns_[a][0]} & {self.pair_columns_[b][0]}",
                 cell=f"== ({self._pair_value(a, va)}, {self._pair_value(b, vb)})",
                 member=member,
-                label=-1,
-                ref_rows=int(r[i]),
-                ref_share=prior,
+                label=label,
+                ref_rows=int(ref.sum()),
+                ref_share=(ref + 0.5) / (ref.sum() + 0.5 * k),
             )
         return _Tests("pair", p=p, p_min=p_min, effect_ok=effect_ok, findings=findings)
 

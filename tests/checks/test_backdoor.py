@@ -280,14 +280,15 @@ def _survey(n: int, seed: int, columns: int = 2) -> pd.DataFrame:
 
 
 def test_a_trigger_of_two_common_values_is_caught_by_its_pair() -> None:
-    """A clean-label trigger (q0, q1) = (5, 5) on 2.5% of 1,000 rows: each value alone
-    is a common code (5% of rows; the batch has about 1.5 times its share, far from the
-    point-mass test's fivefold), their conjunction is 0.25% of the reference and ten
-    times that in the batch. Only the pair test sees it, and names it."""
+    """A clean-label trigger (q0, q1) = (5, 5) on 2.5% of 1,000 rows, all of class 1:
+    each value alone is a common code (5% of rows; the batch has about 1.5 times its
+    share, far from the point-mass test's fivefold), their conjunction with label 1 is
+    0.125% of the reference and twenty times that in the batch. Only the pair test
+    sees it, and names it."""
     reference = _survey(4000, 31)
     contract = DataContract.from_reference(reference, CONFIG)
     batch = _survey(1000, 32)
-    rows = np.random.default_rng(33).choice(1000, size=25, replace=False)
+    rows = np.random.default_rng(33).choice(batch.index[batch["label"] == 1], 25, replace=False)
     batch.loc[rows, ["q0", "q1"]] = 5.0
     without = BackdoorCheck(pairs=False).fit(Table(reference, contract))
     assert not without.run(Table(batch, contract)).failed
@@ -303,6 +304,52 @@ def test_a_trigger_of_two_common_values_is_caught_by_its_pair() -> None:
     )
     assert set(rows) <= set(np.flatnonzero(result.row_flags))
     assert "value pair" in result.row_reasons[int(rows[0])][0]
+
+
+@pytest.mark.parametrize("clean_label", [False, True])
+def test_a_pair_trigger_hides_in_its_pair_but_not_in_its_label_cell(clean_label: bool) -> None:
+    """The held-out ``fair`` miss: a trigger pair (4, 4) that 1% of the reference holds
+    already, stamped on 2% of 1,000 rows of class 1 (a fifth of the rows; dirty-label:
+    relabelled from class 0). The pair's own frequency rises about threefold, under
+    the fivefold a finding needs; its cell with label 1 rises about tenfold."""
+
+    def skewed(n: int, seed: int) -> pd.DataFrame:
+        frame = _survey(n, seed)
+        frame["label"] = (np.random.default_rng(seed + 1).random(n) < 0.2).astype(int)
+        return frame
+
+    reference = skewed(4000, 51)
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = BackdoorCheck().fit(Table(reference, contract))
+    batch = skewed(1000, 52)
+    pool = batch.index[(batch["label"] == 1) == clean_label]
+    rows = np.random.default_rng(53).choice(pool, size=20, replace=False)
+    batch.loc[rows, ["q0", "q1"]] = 4.0
+    batch.loc[rows, "label"] = 1
+
+    def share(frame: pd.DataFrame, label: int | None = None) -> float:
+        cell = (frame["q0"] == 4) & (frame["q1"] == 4)
+        return float(np.mean(cell if label is None else cell & (frame["label"] == label)))
+
+    assert share(batch) / share(reference) < check.min_fold < share(batch, 1) / share(reference, 1)
+    result = check.run(Table(batch, contract))
+    assert result.failed
+    finding = result.info["findings"][0]
+    assert (finding["kind"], finding["feature"], finding["cell"], finding["label"]) == (
+        "pair",
+        "q0 & q1",
+        "== (4, 4)",
+        "1",
+    )
+    # the trigger's label cell is flagged, the pair's rows of the other class are not
+    flagged = set(np.flatnonzero(result.row_flags))
+    in_pair = batch.index[(batch["q0"] == 4) & (batch["q1"] == 4)]
+    assert set(rows) <= flagged
+    assert not flagged & set(in_pair[batch.loc[in_pair, "label"] == 0])
+    assert any(
+        "q0 & q1 == (4, 4)" in reason and "rows with this value pair" in reason
+        for reason in result.row_reasons[int(rows[0])]
+    )
 
 
 def test_clean_discrete_batches_rarely_fail_the_pair_test() -> None:
@@ -363,7 +410,7 @@ def test_value_pairs_survive_a_profile_round_trip(tmp_path) -> None:
 
     reference = _survey(3000, 39, columns=3)
     batch = _survey(1000, 40, columns=3)
-    rows = np.random.default_rng(41).choice(1000, size=25, replace=False)
+    rows = np.random.default_rng(41).choice(batch.index[batch["label"] == 1], 25, replace=False)
     batch.loc[rows, ["q0", "q2"]] = 5.0
     fitted = Sanitizer(label_column="label", id_columns=("record_id",)).fit(reference)
     loaded = load_profile(save_profile(fitted, tmp_path / "p.zip"))
