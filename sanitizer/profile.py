@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 8  # 2: the outlier check's fitted tail; 3: the backdoor check's value-pair
 # counts; 4: the outlier check's dependence score; 5: conditional_drift's calibration slope;
 # 6: conditional_drift's held-out excess loss after fitted class offsets; 7: the label
-# check's extreme level; 8: the backdoor check's value pairs by label
+# check's extreme level; 8: the backdoor check's value pairs by label, the label check's
+# holdout rows (re-weighted to a shifted batch)
 TRUSTED_MODEL_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 

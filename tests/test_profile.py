@@ -82,14 +82,20 @@ def test_profile_contains_no_pickle(tmp_path: Path, fitted: Sanitizer) -> None:
 def test_default_checks_round_trip(
     tmp_path: Path, fitted: Sanitizer, clean_batch: pd.DataFrame
 ) -> None:
-    """Every built-in check survives save/load: the loaded profile scans identically."""
+    """Every built-in check survives save/load: the loaded profile scans identically
+    (a batch of the rows with the larger first feature: the label check re-weights
+    its holdout to it)."""
     from sanitizer import attacks
 
     loaded = load_profile(save_profile(fitted, tmp_path / "p.zip"))
     poisoned, _ = attacks.flip_labels_random(clean_batch, "label", 3, rate=0.1)
-    for batch in (clean_batch, poisoned):
+    first = fitted.contract_.numeric[0]
+    shifted = clean_batch[clean_batch[first] > clean_batch[first].median()]
+    for batch in (clean_batch, poisoned, shifted):
         a, b = _comparable(fitted.scan(batch).to_dict()), _comparable(loaded.scan(batch).to_dict())
         assert a == b
+    label = next(c for c in loaded.scan(shifted).checks if c.name == "label_consistency")
+    assert label.info["holdout_effective_share"] is not None
 
 
 def _comparable(d: dict) -> dict:
@@ -127,8 +133,9 @@ def test_a_profile_of_another_format_is_refused_with_a_refit_hint(
     fitted tail; 3: the backdoor check's value pairs; 4: the outlier check's dependence
     score; 5: conditional_drift's calibration slope; 6: its held-out excess loss
     after fitted class offsets; 7: the label check's extreme level; 8: the backdoor
-    check's value pairs by label): loading one must say "refit", not fail later on a
-    missing attribute or compare a batch with differently computed held-out rows."""
+    check's value pairs by label and the label check's holdout rows): loading one must
+    say "refit", not fail later on a missing attribute or compare a batch with
+    differently computed held-out rows."""
     from sanitizer.profile import FORMAT_VERSION
 
     path = save_profile(fitted, tmp_path / "p.zip")
