@@ -166,12 +166,18 @@ def _label_tests(
 
 
 def _excess_tests(
-    batch: np.ndarray, ref: np.ndarray, n: int, m: int, eligible: np.ndarray, min_fold: float
+    batch: np.ndarray,
+    ref: np.ndarray,
+    n: int | np.ndarray,
+    m: int | np.ndarray,
+    eligible: np.ndarray,
+    min_fold: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One-sided Fisher tests of cells' batch counts against their reference counts.
 
     ``batch`` and ``ref``: each cell's count among the ``n`` batch and ``m`` reference
-    rows. Returns each test's smallest attainable p-value (for Tarone's count), which
+    rows (scalars, or one per cell: a cell within a class counts among that class's
+    rows). Returns each test's smallest attainable p-value (for Tarone's count), which
     tests can become findings (``eligible`` and at least ``min_fold`` times the
     reference frequency, add-one smoothed), and their p-values (1 for the others:
     only those need the exact tail).
@@ -179,11 +185,14 @@ def _excess_tests(
     from scipy.stats import hypergeom
 
     total = batch + ref
-    p_min = _hyper_max_pmf(np.full_like(total, n + m), total, np.full_like(total, n))
-    fold = (batch / max(n, 1)) / ((ref + 1) / (m + 1))
+    n_all = np.broadcast_to(np.asarray(n), total.shape)
+    m_all = np.broadcast_to(np.asarray(m), total.shape)
+    p_min = _hyper_max_pmf(n_all + m_all, total, n_all)
+    fold = (batch / np.maximum(n_all, 1)) / ((ref + 1) / (m_all + 1))
     effect_ok = eligible & (fold >= min_fold)
     p = np.ones(len(batch))
-    p[effect_ok] = hypergeom.sf(batch[effect_ok] - 1, n + m, total[effect_ok], n)
+    hit = effect_ok
+    p[hit] = hypergeom.sf(batch[hit] - 1, n_all[hit] + m_all[hit], total[hit], n_all[hit])
     return p_min, effect_ok, p
 
 

@@ -352,6 +352,25 @@ def test_a_pair_trigger_hides_in_its_pair_but_not_in_its_label_cell(clean_label:
     )
 
 
+def test_a_shifted_label_mix_is_not_a_pair_trigger() -> None:
+    """Class 1 on 5% of the reference's rows and 15% of the batch's, features
+    independent of the label: every (pair, label 1) cell triples its share of the
+    batch. Within class 1 its share does not move, and that is what is tested (on the
+    batch's share, 4 of 8 such batches failed with pair findings down to p = 2e-6)."""
+
+    def mix(n: int, seed: int, share: float) -> pd.DataFrame:
+        frame = _survey(n, seed, columns=3)
+        frame["label"] = (np.random.default_rng(seed + 1).random(n) < share).astype(int)
+        return frame
+
+    reference = mix(4000, 61, 0.05)
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = BackdoorCheck().fit(Table(reference, contract))
+    results = [check.run(Table(mix(1000, 70 + i, 0.15), contract)) for i in range(8)]
+    assert not any(f["kind"] == "pair" for r in results for f in r.info["findings"])
+    assert max(r.info["tests_counted"]["pair"] for r in results) >= 1
+
+
 def test_clean_discrete_batches_rarely_fail_the_pair_test() -> None:
     reference = _survey(4000, 34, columns=5)
     contract = DataContract.from_reference(reference, CONFIG)

@@ -498,3 +498,64 @@ def test_weighted_counts_stay_nested_and_equal_weights_change_nothing(depth, wei
     counts, size = _weighted_counts(levels, rows, np.array(weights[: len(depth)]))
     assert 1 <= size <= len(depth)
     assert counts == sorted(counts) and counts[-1] <= size
+
+
+def test_weighted_counts_use_the_group_and_kish_size() -> None:
+    from sanitizer.checks.label_consistency import _weighted_counts
+
+    levels = np.array([[True, False, False, False, True], [True, True, False, False, True]])
+    group = np.array([True, True, True, True, False])  # the last row is another class's
+    counts, size = _weighted_counts(levels, group, np.array([1.0, 1.0, 1.0, 3.0, 50.0]))
+    # Kish: (1 + 1 + 1 + 3)^2 / (1 + 1 + 1 + 9) = 3; shares 1/6 and 2/6 of it
+    assert (counts, size) == ([round(3 / 6), round(6 / 6)], 3)
+    # a group far from the batch: weights that underflow when squared, no crash
+    counts, size = _weighted_counts(levels, group, np.array([1e-170, 1e-170, 1e-170, 1.0, 1.0]))
+    assert size == 1 and counts == [0, 0]
+
+
+def test_truncated_weights_keep_their_order_and_the_effective_size_floor() -> None:
+    from sanitizer.checks.label_consistency import _effective_share, _truncated
+
+    rng = np.random.default_rng(0)
+    heavy = np.exp(rng.normal(scale=6.0, size=2000))  # effective share ~ 1 row
+    assert _effective_share(heavy) < 0.01
+    capped = _truncated(heavy, 0.1)
+    assert 0.1 <= _effective_share(capped) < 0.11
+    order = np.argsort(heavy)
+    assert np.all(np.diff(capped[order]) >= 0)  # capped from above only
+    mild = rng.uniform(0.5, 1.5, size=2000)
+    assert np.allclose(_truncated(mild, 0.1), mild / mild.max())
+    assert _effective_share(_truncated(np.r_[1.0, np.zeros(99)], 0.1)) >= 0.1
+
+
+def test_a_batch_cut_at_a_features_median_is_not_called_flipped(data):
+    """A cut is not a log-linear tilt: the domain classifier's quantile bins follow it
+    (with the standardised values alone: p 3e-8, 2e-7, 2e-12; without re-weighting
+    2e-18)."""
+    ref, pool = data
+    check = LabelConsistencyCheck().fit(_table(ref, ref))
+    above = pool[pool["x0"] > pool["x0"].median()]
+    for seed in range(3):
+        batch = above.sample(800, random_state=seed).reset_index(drop=True)
+        result = check.run(_table(batch, ref))
+        assert result.p_value > 0.002  # the level each check gets in the engine
+        assert result.info["covariate_shift_p"] < 1e-10
+
+
+def test_flips_in_a_batch_from_a_heavy_tail_stay_visible(data):
+    """A heavy-tailed feature and a batch from its top 10%: the odds put nearly all
+    weight on a few holdout rows; truncated at a tenth of the holdout, the test keeps
+    that many rows and still sees 10% flips."""
+    ref, pool = data
+    ref, pool = ref.copy(), pool.copy()
+    scale = ref["x1"].std()
+    for frame in (ref, pool):
+        frame["x1"] = np.exp(3.0 * frame["x1"] / scale)
+    check = LabelConsistencyCheck().fit(_table(ref, ref))
+    batch = pool[pool["x1"] > pool["x1"].quantile(0.9)].sample(600, random_state=0)
+    batch = batch.reset_index(drop=True)
+    clean = check.run(_table(batch, ref))
+    flipped, _ = attacks.flip_labels_random(batch, "label", 1, rate=0.1)
+    result = check.run(_table(flipped, ref))
+    assert not clean.failed and result.failed
+    assert result.info["holdout_effective_share"] >= 0.1 - 1e-9
