@@ -120,7 +120,7 @@ class LabelConsistencyCheck(Check):
         test_rates: tuple[float, ...] = (0.01, 0.03, 0.1),
         extreme_rate: float | None = 0.003,
         shift_alpha: float | None = 0.01,
-        max_shift_rows: int = 10_000,
+        max_shift_rows: int = 4_000,
         model: Model = "hgb",
         n_folds: int = 5,
         n_neighbors: int = 10,
@@ -567,8 +567,7 @@ class LabelConsistencyCheck(Check):
         design = _ShiftDesign(hold)
         if not design.width:
             return None, None
-        h = design(hold)
-        z = np.vstack([h[pick_h], design(x[pick_b])])
+        z = np.vstack([design(hold[pick_h]), design(x[pick_b])])
         side = np.r_[np.zeros(len(pick_h)), np.ones(len(pick_b))]
         with threadpool_limits(limits=1), warnings.catch_warnings():
             # a classifier stopped short only misses part of the shift: still valid
@@ -583,13 +582,14 @@ class LabelConsistencyCheck(Check):
         p = float(chi2.sf(max(0.0, 2.0 * (fitted - null)), z.shape[1]))
         if p >= self.shift_alpha:
             return p, None
-        odds = clf.decision_function(h)
+        odds = clf.decision_function(design(hold))
         return p, _truncated(np.exp(odds - odds.max()), MIN_EFFECTIVE_SHARE)
 
 
 class _ShiftDesign:
     """The domain classifier's design: per varying holdout column, its standardised
-    value clipped at ±5 and one-hot holdout-quantile bins (the first bin dropped)."""
+    value clipped at ±5 and one-hot holdout-quantile bins (the first bin dropped;
+    none for a column of two values)."""
 
     def __init__(self, hold: np.ndarray) -> None:
         scale = hold.std(axis=0)
@@ -597,7 +597,13 @@ class _ShiftDesign:
         self.center = hold.mean(axis=0)[self.columns]
         self.scale = scale[self.columns]
         inner = np.linspace(0.0, 1.0, SHIFT_BINS + 1)[1:-1]
-        self.edges = [np.unique(np.quantile(hold[:, j], inner)) for j in self.columns]
+        # a two-valued column (a one-hot category) is its own bin indicator
+        self.edges = [
+            np.unique(np.quantile(hold[:, j], inner))
+            if np.unique(hold[:, j]).size > 2
+            else np.zeros(0)
+            for j in self.columns
+        ]
         self.width = len(self.columns) + sum(len(e) for e in self.edges)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
