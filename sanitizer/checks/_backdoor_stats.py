@@ -191,8 +191,8 @@ def _excess_tests(
     fold = (batch / np.maximum(n_all, 1)) / ((ref + 1) / (m_all + 1))
     effect_ok = eligible & (fold >= min_fold)
     p = np.ones(len(batch))
-    hit = effect_ok
-    p[hit] = hypergeom.sf(batch[hit] - 1, n_all[hit] + m_all[hit], total[hit], n_all[hit])
+    ok = effect_ok
+    p[ok] = hypergeom.sf(batch[ok] - 1, n_all[ok] + m_all[ok], total[ok], n_all[ok])
     return p_min, effect_ok, p
 
 

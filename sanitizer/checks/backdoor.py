@@ -292,8 +292,8 @@ class BackdoorCheck(Check):
         ``pair_keys_`` / ``pair_key_counts_``: the reference rows of every (value
         pair, label) cell that has any, sparse: sorted keys ``pair_offsets_[p] +
         cell * classes + label`` for column pair ``p`` of ``pair_index_`` and its
-        row-major cell (at most one key per reference row and column pair, where a
-        dense table of 64 pixel columns would hold 5.8M mostly empty cells).
+        row-major cell (at most one key per reference row and column pair: a small
+        reference of many discrete columns leaves most cells empty).
         """
         self.pair_columns_: list[tuple[str, int, np.ndarray]] = []
         self.pair_index_ = np.zeros((0, 2), dtype=np.int64)
@@ -324,7 +324,7 @@ class BackdoorCheck(Check):
         self.pair_offsets_ = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         keys, counts = [], []
         for p, (a, b) in enumerate(index):  # one pair at a time: bounded memory
-            cell_counts = np.bincount(self._pair_cell_keys(codes, y, a, b)[1], minlength=sizes[p])
+            cell_counts = np.bincount(self._pair_cell_keys(codes, y, a, b), minlength=sizes[p])
             held = np.flatnonzero(cell_counts)
             keys.append(self.pair_offsets_[p] + held)
             counts.append(cell_counts[held])
@@ -346,15 +346,13 @@ class BackdoorCheck(Check):
     def _pair_cells(self, a: int, b: int) -> int:
         return len(self.pair_columns_[a][2]) * len(self.pair_columns_[b][2])
 
-    def _pair_cell_keys(
-        self, codes: list[np.ndarray], y: np.ndarray, a: int, b: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The rows with a known value in discrete columns ``a`` and ``b`` and a known
-        label, and their (value pair, label) cell: ``cell * classes + label``, cells
-        row-major."""
-        ok = np.flatnonzero((codes[a] >= 0) & (codes[b] >= 0) & (y >= 0))
+    def _pair_cell_keys(self, codes: list[np.ndarray], y: np.ndarray, a: int, b: int) -> np.ndarray:
+        """The (value pair, label) cell, ``cell * classes + label`` with cells
+        row-major, of each row with a known value in discrete columns ``a`` and ``b``
+        and a known label."""
+        ok = (codes[a] >= 0) & (codes[b] >= 0) & (y >= 0)
         cell = codes[a][ok] * len(self.pair_columns_[b][2]) + codes[b][ok]
-        return ok, cell * len(self.classes_) + y[ok]
+        return cell * len(self.classes_) + y[ok]
 
     def _pair_reference(self, keys: np.ndarray) -> np.ndarray:
         """Reference rows of each global (value pair, label) key."""
@@ -381,7 +379,7 @@ class BackdoorCheck(Check):
         columns = batch.numeric_columns
         c_all, key_all = [], []
         for p_i, (a, b) in enumerate(self.pair_index_):
-            _, keys = self._pair_cell_keys(codes, y, int(a), int(b))
+            keys = self._pair_cell_keys(codes, y, int(a), int(b))
             counts = np.bincount(keys, minlength=self._pair_cells(int(a), int(b)) * k)
             cells = np.flatnonzero(counts)
             c_all.append(counts[cells])

@@ -63,7 +63,13 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
-from sanitizer.checks._common import fill_rows, row_blocks, scoring_threads, shared_encoder
+from sanitizer.checks._common import (
+    fill_rows,
+    row_blocks,
+    scoring_threads,
+    shared_encoder,
+    subsample,
+)
 from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
@@ -560,10 +566,9 @@ class LabelConsistencyCheck(Check):
         from sklearn.linear_model import LogisticRegression
         from threadpoolctl import threadpool_limits
 
-        rng = np.random.default_rng([self.seed, len(rows)])
         hold = self.holdout_x_
-        pick_h = _subsample(rng, len(hold), self.max_shift_rows)
-        pick_b = rows[_subsample(rng, len(rows), self.max_shift_rows)]
+        pick_h = subsample(np.arange(len(hold)), self.max_shift_rows, self.seed)
+        pick_b = subsample(rows, self.max_shift_rows, self.seed + 1)
         design = _ShiftDesign(hold)
         if not design.width:
             return None, None
@@ -676,10 +681,6 @@ def _in_group(y_idx: np.ndarray, group: int | None) -> np.ndarray:
     return np.ones(len(y_idx), dtype=bool) if group is None else y_idx == group
 
 
-def _subsample(rng: np.random.Generator, n: int, limit: int) -> np.ndarray:
-    return np.arange(n) if n <= limit else np.sort(rng.choice(n, limit, replace=False))
-
-
 def _weighted_counts(
     levels: np.ndarray, rows: np.ndarray, weights: np.ndarray
 ) -> tuple[list[int], int]:
@@ -690,7 +691,7 @@ def _weighted_counts(
     if not w.size or w.max() <= 0:
         return [0] * len(levels), 0
     w = w / w.max()  # no underflow of the sums in a group far from the batch
-    size = float(w.sum() ** 2 / (w**2).sum())
+    size = _effective_share(w) * len(w)
     shares = levels[:, rows].astype(float) @ w / w.sum()
     return [round(size * float(s)) for s in shares], round(size)
 
