@@ -9,7 +9,11 @@ given sizes drawn from the same population. Every measurement runs in a fresh
 subprocess so peak memory (max RSS growth over the RSS with the data loaded and
 the sanitizer fitted) belongs to that measurement alone. In the same run it
 times a Great Expectations validation of a 25-expectation suite on the same
-batch, one pass with GX's default result format (SUMMARY): the baseline the
+batch, one pass with GX's default result format (SUMMARY), two ways: as GX's own
+Airflow provider runs it ("GX 25 exp.": a ``ValidationDefinition``, which loads
+and fingerprints the frame once but stores its result), and as GX's documentation
+shows for data frames ("GX Batch.validate": ``get_batch`` and ``Batch.validate``,
+which fingerprints the frame twice). The faster of the two is the baseline the
 budget is stated against (the default scan at most 3× its time, peak memory at
 most 4× the batch's in-memory size). The default scan screens batches above
 100,000 rows on a random sample (``policy.screen_rows``); "every row" is the same
@@ -64,6 +68,53 @@ def _gx_suite(ref: Any) -> dict[str, Any]:
     return {"name": "throughput25", "expectations": exps}
 
 
+def _gx_context() -> tuple[Any, Any]:
+    """An ephemeral GX context without progress bars, and a whole-data-frame batch definition."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    asset = context.data_sources.add_pandas("throughput").add_dataframe_asset("batch")
+    return context, asset.add_batch_definition_whole_dataframe("whole")
+
+
+def _gx_provider(ref: Any) -> Any:
+    """Plain GX as its Airflow provider's GXValidateDataFrameOperator runs it: a
+    ValidationDefinition of the suite on a data-frame batch definition, ``run`` with
+    GX's default result format (SUMMARY). GX loads (and fingerprints) the frame once."""
+    import great_expectations as gx
+
+    from sanitizer.expectations import _build_suite, _for_gx
+
+    context, definition = _gx_context()
+    suite, _ = _build_suite(_gx_suite(ref))
+    validation = context.validation_definitions.add_or_update(
+        validation=gx.ValidationDefinition(name="throughput", suite=suite, data=definition)
+    )
+
+    def validate(frame: Any) -> int:
+        result = validation.run(batch_parameters={"dataframe": _for_gx(frame)})
+        return len(result.results)
+
+    return validate
+
+
+def _gx_batch_validate(ref: Any) -> Any:
+    """Plain GX as its documentation's data-frame example runs it: ``get_batch`` and
+    ``Batch.validate`` (SUMMARY), which loads (and fingerprints) the frame twice."""
+    from sanitizer.expectations import _build_suite, _for_gx
+
+    _, definition = _gx_context()
+    suite, _ = _build_suite(_gx_suite(ref))
+
+    def validate(frame: Any) -> int:
+        batch = definition.get_batch(batch_parameters={"dataframe": _for_gx(frame)})
+        return len(batch.validate(suite).results)
+
+    return validate
+
+
 def child(kind: str, n_ref: int, n_batch: int, repeats: int) -> dict[str, Any]:
     import logging
     import warnings
@@ -73,19 +124,16 @@ def child(kind: str, n_ref: int, n_batch: int, repeats: int) -> dict[str, Any]:
     ref, batch = _data(n_ref, n_batch)
     batch_mb = batch.memory_usage(deep=True).sum() / 2**20
     out: dict[str, Any] = {"kind": kind, "rows": n_batch, "batch_mb": batch_mb}
-    if kind == "gx":
-        from sanitizer.expectations import _build_suite, _for_gx, _gx_validate
-
-        # plain GX, one pass with its default result format (SUMMARY), as a GX user runs it
-        gx_suite, _ = _build_suite(_gx_suite(ref))
-        _gx_validate(_for_gx(batch.head(100)), gx_suite, "SUMMARY")  # warm up outside the timing
+    if kind in ("gx", "gx_batch"):
+        validate = _gx_provider(ref) if kind == "gx" else _gx_batch_validate(ref)
+        validate(batch.head(100))  # warm up outside the timing
         base = _rss_mb()
         times = []
         for _ in range(repeats):
             t = time.perf_counter()
-            results = _gx_validate(_for_gx(batch), gx_suite, "SUMMARY")
+            n_results = validate(batch)
             times.append(time.perf_counter() - t)
-        out.update(seconds=statistics.median(times), expectations=len(results))
+        out.update(seconds=statistics.median(times), expectations=n_results)
     else:
         from sanitizer.config import CheckConfig, PolicyConfig
         from sanitizer.engine import DEFAULT_CHECKS, Sanitizer
@@ -142,12 +190,15 @@ def main() -> int:
         print(json.dumps(child(args.child, args.reference_rows, sizes[0], args.repeats)))
         return 0
     print(
-        "| rows | batch MB | GX 25 exp. s | scan s | scan / GX | scan peak MB | peak / batch "
-        "| per check s | every row s | every row / GX | every row peak / batch |"
+        "| rows | batch MB | GX 25 exp. s | GX Batch.validate s | scan s | scan / GX "
+        "| scan peak MB | peak / batch | per check s | every row s | every row / GX "
+        "| every row peak / batch |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         gx = _spawn("gx", args.reference_rows, n, args.repeats)
+        gx_batch = _spawn("gx_batch", args.reference_rows, n, args.repeats)
+        fastest = min(gx["seconds"], gx_batch["seconds"])  # the budget's baseline
         scan = _spawn("default", args.reference_rows, n, args.repeats)
         full = (
             scan
@@ -156,10 +207,11 @@ def main() -> int:
         )
         per = ", ".join(f"{k} {v:.2f}" for k, v in scan["per_check"].items())
         print(
-            f"| {n:,} | {scan['batch_mb']:.0f} | {gx['seconds']:.2f} | {scan['seconds']:.2f} "
-            f"| {scan['seconds'] / gx['seconds']:.1f}× | {scan['peak_mb']:.0f} "
+            f"| {n:,} | {scan['batch_mb']:.0f} | {gx['seconds']:.2f} | {gx_batch['seconds']:.2f} "
+            f"| {scan['seconds']:.2f} "
+            f"| {scan['seconds'] / fastest:.1f}× | {scan['peak_mb']:.0f} "
             f"| {scan['peak_mb'] / scan['batch_mb']:.1f}× | {per} | {full['seconds']:.2f} "
-            f"| {full['seconds'] / gx['seconds']:.1f}× | {full['peak_mb'] / full['batch_mb']:.1f}× |",
+            f"| {full['seconds'] / fastest:.1f}× | {full['peak_mb'] / full['batch_mb']:.1f}× |",
             flush=True,
         )
     for name in filter(None, args.per_check.split(",")):

@@ -123,26 +123,38 @@ def test_only_failed_expectations_are_revalidated_for_row_detail(
     suite: dict, clean_batch: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A clean batch costs one BOOLEAN_ONLY pass; a failure adds a COMPLETE pass of
-    the failed expectations only, whose rows match a single COMPLETE validation."""
+    the failed expectations only, whose rows match a single COMPLETE validation. GX
+    loads (and fingerprints) the frame once either way."""
+    import pandas.util
+
     from sanitizer import expectations
 
     calls: list[tuple[str, int]] = []
-    real = expectations._gx_validate
+    hashed: list[int] = []
+    real_run, real_hash = expectations._gx_run, pandas.util.hash_pandas_object
 
-    def spy(frame: pd.DataFrame, gx_suite: object, result_format: str) -> list:
+    def spy(validator: object, gx_suite: object, result_format: str) -> list:
         calls.append((result_format, len(gx_suite.expectations)))  # type: ignore[attr-defined]
-        return real(frame, gx_suite, result_format)
+        return real_run(validator, gx_suite, result_format)
 
-    monkeypatch.setattr(expectations, "_gx_validate", spy)
+    def hash_spy(obj: pd.DataFrame, *args: object, **kwargs: object) -> pd.Series:
+        hashed.append(len(obj))
+        return real_hash(obj, *args, **kwargs)
+
+    monkeypatch.setattr(expectations, "_gx_run", spy)
+    monkeypatch.setattr(pandas.util, "hash_pandas_object", hash_spy)
     assert all(o.success for o in validate(clean_batch, suite))
     assert calls == [("BOOLEAN_ONLY", len(suite["expectations"]))]
+    assert hashed == [len(clean_batch)]
     bad = clean_batch.copy()
     bad.loc[[5, 9], "x0"] = np.nan
     calls.clear()
+    hashed.clear()
     outcomes = validate(bad, suite)
     assert calls == [("BOOLEAN_ONLY", len(suite["expectations"])), ("COMPLETE", 1)]
+    assert hashed == [len(bad)]
     gx_suite, _ = expectations._build_suite(suite)
-    complete = real(expectations._for_gx(bad), gx_suite, "COMPLETE")
+    complete = expectations._gx_validate(expectations._for_gx(bad), gx_suite, "COMPLETE")
     for outcome, res in zip(outcomes, complete, strict=True):
         assert outcome.success == res.success
         if not outcome.success:
