@@ -69,6 +69,72 @@ def test_sparse_integer_tails_get_a_range_that_clean_batches_pass(config) -> Non
     assert failed <= 1
 
 
+def _zip_codes(n: int, seed: int) -> pd.DataFrame:
+    """A zip-code-like column: 500 codes, Zipf-distributed, most of them rare."""
+    r = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, 501) ** 1.1
+    codes = r.choice(500, n, p=weights / weights.sum())
+    return pd.DataFrame({"zip": [f"z{c:03d}" for c in codes], "label": r.integers(0, 2, n)})
+
+
+def test_open_category_sets_let_clean_batches_bring_new_codes() -> None:
+    """A long-tailed category column (singletons in the reference) gets a value set
+    that holds for most of a batch: clean batches bring 3–6% codes the reference
+    never showed and pass; a column of new codes still fails."""
+    reference = _zip_codes(3000, 0)
+    config = SanitizerConfig(label_column="label", categorical_columns=("zip",))
+    suite = generate_suite(reference, DataContract.from_reference(reference, config), name="zip")
+    sets = {e["kwargs"]["column"]: e for e in suite["expectations"] if e["type"].endswith("in_set")}
+    share = float((reference["zip"].value_counts() == 1).sum()) / len(reference)
+    assert sets["zip"]["meta"]["unseen_share"] == pytest.approx(share) and share > 0.02
+    assert 0.5 < sets["zip"]["kwargs"]["mostly"] < 1.0 - 2 * share
+    assert "mostly" not in sets["label"]["kwargs"]  # a label is never open
+    seen = set(reference["zip"])
+    for seed in range(1, 21):
+        batch = _zip_codes(200, seed)
+        assert not batch["zip"].isin(seen).all()  # new codes in every batch
+        assert all(o.success for o in validate(batch, suite)), seed
+    garbage = _zip_codes(200, 99)
+    garbage.loc[:59, "zip"] = [f"new{i}" for i in range(60)]
+    failed = {o.label: o for o in validate(garbage, suite) if not o.success}
+    assert set(failed) == {"expect_column_values_to_be_in_set(zip)"}
+    assert len(failed["expect_column_values_to_be_in_set(zip)"].unexpected_rows) >= 60
+
+
+def test_closed_category_sets_and_labels_admit_no_new_value() -> None:
+    """Every category seen more than once in the reference: the set is closed, one new
+    value fails the batch. A class seen once is still a closed label set."""
+    r = np.random.default_rng(3)
+    reference = pd.DataFrame(
+        {"plan": r.choice(["basic", "plus", "pro"], 1000), "label": r.integers(0, 2, 1000)}
+    )
+    reference.loc[0, "label"] = 2  # a class seen once
+    config = SanitizerConfig(label_column="label")
+    suite = generate_suite(reference, DataContract.from_reference(reference, config), name="closed")
+    sets = {e["kwargs"]["column"]: e for e in suite["expectations"] if e["type"].endswith("in_set")}
+    assert "mostly" not in sets["plan"]["kwargs"] and not sets["plan"]["meta"]
+    assert "mostly" not in sets["label"]["kwargs"] and sets["label"]["kwargs"]["value_set"] == [
+        0,
+        1,
+        2,
+    ]
+    batch = reference.iloc[1:201].reset_index(drop=True)
+    assert all(o.success for o in validate(batch, suite))
+    batch.loc[7, "plan"] = "platinum"
+    failed = [o for o in validate(batch, suite) if not o.success]
+    assert [(o.label, o.unexpected_rows) for o in failed] == [
+        ("expect_column_values_to_be_in_set(plan)", (7,))
+    ]
+
+
+def test_unseen_share_is_the_share_of_singletons() -> None:
+    from sanitizer.expectations import unseen_share
+
+    assert unseen_share(pd.Series(["a", "a", "b", "c", "c", "d"])) == pytest.approx(2 / 6)
+    assert unseen_share(pd.Series(["a", "a", "b", "b"])) == 0.0
+    assert unseen_share(pd.Series([], dtype=object)) == 0.0
+
+
 def test_small_references_heavy_tails_and_constant_columns_keep_clean_batches_passing(
     config,
 ) -> None:
