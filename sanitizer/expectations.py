@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sanitizer.errors import ConfigError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from sanitizer.contract import DataContract
@@ -35,6 +36,9 @@ NUMERIC_TYPES = [
 MAX_VALUE_SET = 1000
 HARD_RANGE_FACTOR = 2.0  # no value may lie this many reference ranges beyond it
 TAIL_ROWS = 10  # reference values that show how far a sparse tail reaches
+HARD_TAIL_ROWS = 50  # reference extremes a tail's heaviness is estimated from
+HARD_TAIL_P = 1e-9  # chance that a clean row lies beyond the hard range, by that estimate
+HEAVY_TAIL_GAMMA = 0.3  # Hill's estimate from which a tail counts as heavy
 SMALL_BATCH = 50  # the smallest batch an open category set's allowance is sized for
 
 
@@ -102,12 +106,13 @@ def generate_suite(
                 )
                 if mostly < 1.0:  # and no value at all far beyond: gross errors
                     span = HARD_RANGE_FACTOR * (hi - lo)
+                    reach_lo, reach_hi = tail_reach(values.to_numpy(dtype=float))
                     exps.append(
                         _exp(
                             "expect_column_values_to_be_between",
                             column=col,
-                            min_value=lo - span,
-                            max_value=hi + span,
+                            min_value=min(lo - span, reach_lo),
+                            max_value=max(hi + span, reach_hi),
                             meta={"reference_min": lo, "reference_max": hi, "hard": True},
                         )
                     )
@@ -136,6 +141,34 @@ def generate_suite(
             "range_mostly": range_mostly,
         },
     }
+
+
+def tail_reach(values: np.ndarray) -> tuple[float, float]:
+    """How far each heavy tail of ``values`` may reach in clean data; ``(low, high)``.
+
+    Heavy tails (incomes, amounts, counts of followers) reach far beyond a
+    reference's extremes: for a Pareto column of index 1.5 seen through 3,000 rows,
+    one clean row in 9,000 lies beyond three times the reference's range. Where
+    Hill's estimate γ of a tail's index, from the ``HARD_TAIL_ROWS`` most extreme
+    distances from the median, is at least ``HEAVY_TAIL_GAMMA`` (heavier than normal
+    and exponential tails: for 3,000 rows their estimates lay in 0.13–0.18 and
+    0.21–0.28 in 18 of 20 draws, a log-normal's of σ = 0.8 in 0.31–0.40, a Pareto's of
+    index 1.5 in 0.53–0.85), the tail may reach the distance a row exceeds with probability
+    ``HARD_TAIL_P`` by that estimate. Other tails, and references of fewer than 600
+    rows (too few extremes for a stable estimate), reach the median only: the
+    caller's range stands.
+    """
+    import numpy as np
+
+    centre = float(np.median(values))
+    reach = []
+    for distance in (centre - values, values - centre):
+        tail = np.sort(distance[distance > 0])[::-1]
+        k = min(HARD_TAIL_ROWS, len(values) // 20, len(tail) - 1)
+        gamma = float(np.mean(np.log(tail[:k] / tail[k]))) if k >= 30 and tail[k] > 0 else 0.0
+        heavy = gamma >= HEAVY_TAIL_GAMMA
+        reach.append(float(tail[k] * (k / (len(values) * HARD_TAIL_P)) ** gamma) if heavy else 0.0)
+    return centre - reach[0], centre + reach[1]
 
 
 def unseen_share(values: pd.Series) -> float:

@@ -127,6 +127,45 @@ def test_closed_category_sets_and_labels_admit_no_new_value() -> None:
     ]
 
 
+def test_heavy_tails_get_a_hard_range_that_large_clean_batches_pass() -> None:
+    """A Pareto column (index 1.5): one clean row in 9,000 lies beyond three times the
+    reference's range, so 2,000-row batches failed the hard range about one time in
+    five. Its upper tail now reaches the 1-in-10^9 value of Hill's estimate; a normal
+    column keeps the plain rule, and a broken record still fails."""
+    from sanitizer.expectations import tail_reach
+
+    def rows(n: int, seed: int) -> pd.DataFrame:
+        r = np.random.default_rng(seed)
+        return pd.DataFrame(
+            {"amount": r.pareto(1.5, n), "z": r.normal(size=n), "label": r.integers(0, 2, n)}
+        )
+
+    reference = rows(3000, 0)
+    config = SanitizerConfig(label_column="label")
+    suite = generate_suite(reference, DataContract.from_reference(reference, config), name="t")
+    hard = {
+        e["kwargs"]["column"]: e["kwargs"]
+        for e in suite["expectations"]
+        if e["type"].endswith("between") and e["meta"].get("hard")
+    }
+    z_lo, z_hi = reference["z"].min(), reference["z"].max()
+    assert hard["z"]["min_value"] == pytest.approx(z_lo - 2 * (z_hi - z_lo))
+    assert hard["z"]["max_value"] == pytest.approx(z_hi + 2 * (z_hi - z_lo))
+    # beyond the true 1-in-10^7 value of the Pareto tail, (1 + x)^-1.5 = 1e-7
+    assert hard["amount"]["max_value"] > 1e7 ** (1 / 1.5)
+    assert tail_reach(reference["z"].to_numpy()) == (np.median(reference["z"]),) * 2
+    failed = [
+        seed
+        for seed in range(1, 31)
+        if not all(o.success for o in validate(rows(2000, seed), suite))
+    ]
+    assert failed == []
+    broken = rows(200, 99)
+    broken.loc[[4, 9], "amount"] = [-1e4, 1e12]
+    outcomes = [o for o in validate(broken, suite) if not o.success]
+    assert [o.unexpected_rows for o in outcomes] == [(4, 9)]
+
+
 def test_unseen_share_is_the_share_of_singletons() -> None:
     from sanitizer.expectations import unseen_share
 
