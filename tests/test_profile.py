@@ -142,14 +142,14 @@ def test_a_profile_of_another_format_is_refused_with_a_refit_hint(
     with zipfile.ZipFile(path) as z:
         members = {name: z.read(name) for name in z.namelist()}
     doc = json.loads(members["profile.json"])
-    assert doc["format"] == FORMAT_VERSION == 8
-    doc["format"] = 7
+    assert doc["format"] == FORMAT_VERSION == 9
+    doc["format"] = 8
     members["profile.json"] = json.dumps(doc).encode()
     old = tmp_path / "old.zip"
     with zipfile.ZipFile(old, "w") as z:
         for name, data in members.items():
             z.writestr(name, data)
-    with pytest.raises(InputError, match=r"profile format 7 is not supported .*refit"):
+    with pytest.raises(InputError, match=r"profile format 8 is not supported .*refit"):
         load_profile(old)
 
 

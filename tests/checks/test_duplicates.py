@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import fisher_exact
 from sklearn.metrics import roc_auc_score
 
 from sanitizer import attacks
@@ -231,6 +232,35 @@ def test_low_cardinality_natural_duplicates_and_conflicts_pass():
             fails += result.status == "fail"
             assert result.info["rows_with_batch_twin"] > 0
     assert fails <= 1
+
+
+def test_conflicting_pairs_count_once_in_the_reference_rate():
+    """A twin pair with two labels is two conflicting rows but one event: the
+    reference's conflict count enters the batch test as its clusters (exact and near
+    twins alike), so a batch with as many conflicting rows per row as the reference
+    is judged against the pairs' count, not a binomial count of their rows."""
+    r = np.random.default_rng(4)
+    x = r.normal(size=(300, 3)) * 10  # far apart: no natural twins
+    y = r.integers(0, 2, 300)
+    copies = x[:40] + np.r_[np.zeros((20, 3)), np.full((20, 3), 0.01)]  # exact, near
+    ref = pd.DataFrame(np.vstack([x, copies]), columns=["a", "b", "c"])
+    ref["label"] = np.r_[y, 1 - y[:40]]
+    ref["record_id"] = np.arange(len(ref))
+    check = DuplicatesCheck(alpha=0.01).fit(_table(ref, ref))
+    assert check.comparison_conflicts_ == 80
+    assert check.conflict_clusters_ == 40
+    # 35 of 100 batch rows conflict with a reference row: against 40 pairs among an
+    # effective 170 rows, not 80 of 340 rows (p 0.017)
+    fresh = r.normal(size=(65, 3)) * 10
+    batch = pd.DataFrame(np.vstack([x[100:135] + 0.01, fresh]), columns=["a", "b", "c"])
+    batch["label"] = np.r_[1 - y[100:135], r.integers(0, 2, 65)]
+    batch["record_id"] = np.arange(1000, 1100)
+    result = check.run(_table(batch, ref))
+    assert result.info["conflicts"] == 35
+    assert result.info["comparison_conflict_clusters"] == 40
+    expected = fisher_exact([[35, 65], [40, 130]], alternative="greater")[1]
+    assert result.info["p_conflict"] == pytest.approx(expected)
+    assert expected > 0.025
 
 
 def test_replication_burst_of_a_common_vector_is_caught():
