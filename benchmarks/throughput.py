@@ -68,27 +68,17 @@ def _gx_suite(ref: Any) -> dict[str, Any]:
     return {"name": "throughput25", "expectations": exps}
 
 
-def _gx_context() -> tuple[Any, Any]:
-    """An ephemeral GX context without progress bars, and a whole-data-frame batch definition."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    asset = context.data_sources.add_pandas("throughput").add_dataframe_asset("batch")
-    return context, asset.add_batch_definition_whole_dataframe("whole")
-
-
 def _gx_provider(ref: Any) -> Any:
     """Plain GX as its Airflow provider's GXValidateDataFrameOperator runs it: a
     ValidationDefinition of the suite on a data-frame batch definition, ``run`` with
     GX's default result format (SUMMARY). GX loads (and fingerprints) the frame once."""
     import great_expectations as gx
 
-    from sanitizer.expectations import _build_suite, _for_gx
+    from sanitizer.expectations import _batch_definition, _build_suite, _for_gx
 
-    context, definition = _gx_context()
+    definition = _batch_definition()  # an ephemeral context, progress bars off
     suite, _ = _build_suite(_gx_suite(ref))
+    context = definition.data_asset.datasource.data_context
     validation = context.validation_definitions.add_or_update(
         validation=gx.ValidationDefinition(name="throughput", suite=suite, data=definition)
     )
@@ -103,9 +93,9 @@ def _gx_provider(ref: Any) -> Any:
 def _gx_batch_validate(ref: Any) -> Any:
     """Plain GX as its documentation's data-frame example runs it: ``get_batch`` and
     ``Batch.validate`` (SUMMARY), which loads (and fingerprints) the frame twice."""
-    from sanitizer.expectations import _build_suite, _for_gx
+    from sanitizer.expectations import _batch_definition, _build_suite, _for_gx
 
-    _, definition = _gx_context()
+    definition = _batch_definition()
     suite, _ = _build_suite(_gx_suite(ref))
 
     def validate(frame: Any) -> int:

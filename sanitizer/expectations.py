@@ -165,7 +165,7 @@ def tail_reach(values: np.ndarray) -> tuple[float, float]:
     for distance in (centre - values, values - centre):
         tail = np.sort(distance[distance > 0])[::-1]
         k = min(HARD_TAIL_ROWS, len(values) // 20, len(tail) - 1)
-        gamma = float(np.mean(np.log(tail[:k] / tail[k]))) if k >= 30 and tail[k] > 0 else 0.0
+        gamma = float(np.mean(np.log(tail[:k] / tail[k]))) if k >= 30 else 0.0
         heavy = gamma >= HEAVY_TAIL_GAMMA
         reach.append(float(tail[k] * (k / (len(values) * HARD_TAIL_P)) ** gamma) if heavy else 0.0)
     return centre - reach[0], centre + reach[1]
@@ -298,10 +298,7 @@ def _gx_batch(frame: pd.DataFrame) -> Iterator[Any]:
     try:
         yield validator
     finally:
-        # the loaded validator (GX >= 1.24 caches it here; a cached_property before)
-        loaded = getattr(validator, "_wrapped_validator_cache", None) or vars(validator).get(
-            "_wrapped_validator"
-        )
+        loaded = validator._wrapped_validator_cache  # built on first use
         if loaded is not None:
             manager = loaded.execution_engine.batch_manager
             manager.reset_batch_cache()
@@ -313,12 +310,6 @@ def _gx_run(validator: Any, gx_suite: Any, result_format: str) -> list[Any]:
     with quiet_gx():
         validator.result_format = {"result_format": result_format}
         return list(validator.validate_expectation_suite(gx_suite).results)
-
-
-def _gx_validate(frame: pd.DataFrame, gx_suite: Any, result_format: str) -> list[Any]:
-    """One validation of ``frame`` (already ``_for_gx``) against a built GX suite."""
-    with _gx_batch(frame) as validator:
-        return _gx_run(validator, gx_suite, result_format)
 
 
 def _build_suite(suite: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:

@@ -259,7 +259,8 @@ def test_only_failed_expectations_are_revalidated_for_row_detail(
     assert calls == [("BOOLEAN_ONLY", len(suite["expectations"])), ("COMPLETE", 1)]
     assert hashed == [len(bad)]
     gx_suite, _ = expectations._build_suite(suite)
-    complete = expectations._gx_validate(expectations._for_gx(bad), gx_suite, "COMPLETE")
+    with expectations._gx_batch(expectations._for_gx(bad)) as validator:
+        complete = real_run(validator, gx_suite, "COMPLETE")
     for outcome, res in zip(outcomes, complete, strict=True):
         assert outcome.success == res.success
         if not outcome.success:
