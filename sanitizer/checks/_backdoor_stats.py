@@ -16,6 +16,8 @@ PRIOR_PSEUDO_ROWS = 200.0
 MAX_PRIOR_RATIO = 3.0
 #: A point mass shared by more numeric columns than this is a copied row, not a trigger.
 MAX_TRIGGER_FEATURES = 3
+#: Reference values rarer than this share are left out of the chance that rows agree.
+SHARE_FLOOR = 1e-3
 #: Grid cells over a column's bin edges for guessing a value's bin (see ``_cell_codes``).
 CELL_GRID = 4096
 
@@ -214,12 +216,35 @@ def _hyper_max_pmf(total: np.ndarray, successes: np.ndarray, draws: np.ndarray) 
     return np.clip(np.exp(log_p), 0.0, 1.0)
 
 
-def _duplicate_rows(rows: np.ndarray) -> bool:
-    """True when the rows agree on most numeric columns (copies rather than a trigger)."""
+def _duplicate_rows(rows: np.ndarray, chance: np.ndarray | None = None) -> bool:
+    """True when the rows are copies of one record rather than rows sharing a trigger:
+    they agree on more than half of the numeric columns where agreement is unlikely,
+    and on more of those than a trigger sets.
+
+    ``chance[j]``: the probability that as many rows drawn from the reference agree
+    on column ``j`` (None: zero for every column). A column where that is at least
+    a half says nothing: rows of one class agree on the usual value of a flag that is
+    0 in 99% of rows without being copies. (Counted over every column, four `randhie`
+    rows carrying a two-column trigger agreed on five of nine, three of them such
+    flags, and a trigger on 20 rows of a table with eight 1% flags was never
+    reported.) With continuous columns only this is "more than half the columns".
+    """
     if rows.shape[1] <= MAX_TRIGGER_FEATURES:
         return False
     same = np.all((rows == rows[:1]) | (np.isnan(rows) & np.isnan(rows[:1])), axis=0)
-    return int(same.sum()) > max(MAX_TRIGGER_FEATURES, rows.shape[1] // 2)
+    telling = np.ones(rows.shape[1], dtype=bool) if chance is None else chance < 0.5
+    agree = int(np.count_nonzero(same & telling))
+    return agree > max(MAX_TRIGGER_FEATURES, int(telling.sum()) / 2.0)
+
+
+def _value_shares(sorted_values: np.ndarray) -> np.ndarray:
+    """The shares of a column's distinct reference values (sorted, no NaN) that reach
+    ``SHARE_FLOOR``; rarer values add at most ``SHARE_FLOOR`` to a chance of agreement."""
+    if len(sorted_values) == 0:
+        return np.zeros(0)
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    shares = np.diff(np.r_[starts, len(sorted_values)]) / len(sorted_values)
+    return shares[shares >= SHARE_FLOOR]
 
 
 def _bin_edges(sorted_values: np.ndarray, n_bins: int) -> np.ndarray:

@@ -68,6 +68,7 @@ from sanitizer.checks._backdoor_stats import (
     _Lazy,
     _reason,
     _Tests,
+    _value_shares,
     _whitening,
 )
 from sanitizer.checks._common import shared_encoder, tarone_count
@@ -413,7 +414,7 @@ class BackdoorCheck(Check):
             va, vb = divmod(cell, len(self.pair_columns_[b][2]))
             member = np.flatnonzero((codes[a] == va) & (codes[b] == vb))
             trigger = member[y[member] == label]
-            if columns and _duplicate_rows(np.column_stack([col[trigger] for col in columns])):
+            if columns and self._copies(np.column_stack([col[trigger] for col in columns])):
                 effect_ok[i] = False  # whole-row copies: the duplicates check's finding
                 p[i] = 1.0
                 continue
@@ -470,7 +471,7 @@ class BackdoorCheck(Check):
         for i in np.flatnonzero(effect_ok):
             u = cand[i]
             member = np.flatnonzero(col == uniq[u])
-            if _duplicate_rows(np.column_stack([c[member] for c in columns])):
+            if self._copies(np.column_stack([c[member] for c in columns])):
                 # Whole-row copies are the duplicates check's finding, not a trigger.
                 effect_ok[i] = False
                 p[i] = 1.0
@@ -485,6 +486,16 @@ class BackdoorCheck(Check):
                 ref_share=self._bin_share(j, float(uniq[u])),
             )
         return _Tests("point_mass", p=p, p_min=p_min, effect_ok=effect_ok, findings=findings)
+
+    def _copies(self, rows: np.ndarray) -> bool:
+        """Whether ``rows`` (a finding's batch rows, every numeric column) are copies of
+        one record rather than rows sharing a trigger, see ``_duplicate_rows``."""
+        shares = self.__dict__.get("_value_shares")
+        if shares is None:  # derived from the fitted state, not saved with it
+            shares = [_value_shares(srt) for srt in self.ref_sorted_]
+            self.__dict__["_value_shares"] = shares
+        chance = np.array([float(np.sum(s ** len(rows))) for s in shares])
+        return _duplicate_rows(rows, chance)
 
     def _label_tests(
         self,

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from sanitizer import attacks
+from sanitizer.checks._backdoor_stats import _duplicate_rows
 from sanitizer.checks.backdoor import BackdoorCheck
 from sanitizer.config import CheckConfig, SanitizerConfig
 from sanitizer.contract import DataContract
@@ -116,6 +117,66 @@ def test_duplicate_rows_are_not_called_triggers() -> None:
     batch = pd.concat([batch, batch.iloc[:3], batch.iloc[:3]], ignore_index=True)
     result = check.run(Table(batch, contract))
     assert not any(f["kind"] == "point_mass" for f in result.info["findings"])
+
+
+def _flags_table(n: int, seed: int) -> pd.DataFrame:
+    """Four normal features and eight flags that are 1 in 1% of rows."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    frame: dict[str, np.ndarray] = {f"x{j}": x[:, j] for j in range(4)}
+    frame |= {f"flag{j}": (rng.random(n) < 0.01).astype(float) for j in range(8)}
+    frame["label"] = (rng.random(n) < 1.0 / (1.0 + np.exp(-2.0 * x[:, 0]))).astype(int)
+    frame["record_id"] = np.arange(n)
+    return pd.DataFrame(frame)
+
+
+@cache
+def fitted_flags() -> tuple[BackdoorCheck, pd.DataFrame, DataContract]:
+    reference = _flags_table(4000, 1)
+    contract = DataContract.from_reference(reference, CONFIG)
+    return BackdoorCheck(alpha=0.002).fit(Table(reference, contract)), reference, contract
+
+
+@pytest.mark.parametrize("clean_label", [False, True])
+def test_trigger_rows_agreeing_on_rare_flags_are_not_copies(clean_label: bool) -> None:
+    """Twenty trigger rows also agree on most of eight flags that are 0 in 99% of rows:
+    that is what any 20 rows do, not a sign of copies. Counted over every column they
+    agreed on more than half, and the trigger was reported in none of 12 batches."""
+    check, reference, contract = fitted_flags()
+    for seed in range(3):
+        batch = _flags_table(1000, 100 + seed)
+        poisoned, mask = attacks.backdoor_trigger(
+            batch, "label", seed, reference=reference, target=1, rate=0.02,
+            features=["x1", "x2"], clean_label=clean_label,
+        )  # fmt: skip
+        result = check.run(Table(poisoned, contract))
+        assert result.failed, result.message
+        masses = [f for f in result.info["findings"] if f["kind"] == "point_mass"]
+        assert {f["feature"] for f in masses} == {"x1", "x2"}
+        assert result.row_flags is not None and np.asarray(result.row_flags)[mask].all()
+    clean = [check.run(Table(_flags_table(1000, 500 + s), contract)) for s in range(3)]
+    assert not any(r.failed for r in clean)
+
+
+def test_copies_among_rare_flags_are_still_copies() -> None:
+    """Exact copies of a record agree on its continuous values too: the duplicates
+    check's finding, not a trigger, whatever the flags do."""
+    check, _, contract = fitted_flags()
+    batch = _flags_table(500, 200)
+    batch = pd.concat([batch] + [batch.iloc[[3]]] * 6, ignore_index=True)
+    result = check.run(Table(batch, contract))
+    assert not any(f["kind"] == "point_mass" for f in result.info["findings"])
+
+
+def test_duplicate_rows_discounts_columns_that_agree_by_chance() -> None:
+    rows = np.array([[1.0, 2.0, 0.0, 0.0, 0.0, 5.0], [1.0, 2.0, 0.0, 0.0, 0.0, 6.0]])
+    assert _duplicate_rows(rows)  # five of six columns agree
+    chance = np.array([0.0, 0.0, 0.9, 0.9, 0.9, 0.0])
+    assert not _duplicate_rows(rows, chance)  # two of three telling columns: a trigger's
+    rows[:, 5] = 5.0
+    assert not _duplicate_rows(rows, chance)  # three of three: no more than a trigger sets
+    wide = np.column_stack([rows, [[7.0, 7.0], [7.0, 7.0]]]).astype(float)
+    assert _duplicate_rows(wide, np.append(chance, [0.0, 0.0]))
 
 
 def test_rounded_and_integer_columns_are_not_point_masses() -> None:
