@@ -1,6 +1,6 @@
 """False quarantines of clean batches across many shapes of data.
 
-    .venv/bin/python benchmarks/clean_batches.py                      # 20 populations
+    .venv/bin/python benchmarks/clean_batches.py                      # 21 populations
     .venv/bin/python benchmarks/clean_batches.py --reference-rows 600 # a small reference
     .venv/bin/python benchmarks/clean_batches.py --populations zip_codes,heavy_tails
 
@@ -159,6 +159,13 @@ def booleans(n: int, rng: np.random.Generator) -> pd.DataFrame:
     return _binary({**frame, "x": z[:, 3]}, frame["b0"] + z[:, 3], rng)
 
 
+def rare_flags(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    z = rng.normal(size=(n, 4))
+    frame = {f"x{j}": z[:, j] for j in range(4)}
+    frame |= {f"flag{j}": (rng.random(n) < 0.01).astype(float) for j in range(8)}
+    return _binary(frame, z[:, 0] + 2.0 * frame["flag0"], rng)
+
+
 def categories_with_nulls(n: int, rng: np.random.Generator) -> pd.DataFrame:
     z = rng.normal(size=(n, 2))
     cat = np.array(["a", "b", "c", "d"], dtype=object)[rng.integers(0, 4, n)]
@@ -196,6 +203,7 @@ POPULATIONS: dict[str, tuple[Population, str]] = {
     "bimodal_integers": (bimodal_integers, "two peaks of hours, weekdays"),
     "copied_columns": (copied_columns, "a column, its copy and a rescaled copy"),
     "booleans": (booleans, "bool-typed features"),
+    "rare_flags": (rare_flags, "eight 0/1 flags set in 1% of rows"),
     "categories_with_nulls": (categories_with_nulls, "15% missing categories"),
     "tight_clusters": (tight_clusters, "10 tight clusters, label by cluster"),
     "xor": (xor, "label = sign of a product (no marginal signal)"),
