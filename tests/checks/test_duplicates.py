@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import fisher_exact
+from scipy.stats import binom, fisher_exact, poisson
 from sklearn.metrics import roc_auc_score
 
 from sanitizer import attacks
-from sanitizer.checks.duplicates import DuplicatesCheck, _Rounded
+from sanitizer.checks.duplicates import DuplicatesCheck, _pair_pvalue, _Rounded
 from sanitizer.config import SanitizerConfig
 from sanitizer.contract import DataContract
 from sanitizer.errors import NotFittedError
@@ -261,6 +261,79 @@ def test_conflicting_pairs_count_once_in_the_reference_rate():
     expected = fisher_exact([[35, 65], [40, 130]], alternative="greater")[1]
     assert result.info["p_conflict"] == pytest.approx(expected)
     assert expected > 0.025
+
+
+def test_conflicts_link_through_comparison_rows_only():
+    """A batch row's comparison twins are found as the reference's rows find theirs
+    (the leave-one-out rate it is judged against): directly or through a comparison
+    row, not through another batch row, which a large batch has many of."""
+    r = np.random.default_rng(6)
+    x = r.normal(size=(300, 3)) * 10  # far apart: no natural twins
+    y = r.integers(0, 2, 300)
+
+    def frame(rows: np.ndarray, labels: np.ndarray, start: int) -> pd.DataFrame:
+        out = pd.DataFrame(rows, columns=["a", "b", "c"])
+        out["label"] = labels
+        out["record_id"] = np.arange(start, start + len(rows))
+        return out
+
+    ref = frame(x, y, 0)
+    check = DuplicatesCheck(alpha=0.01).fit(_table(ref, ref))
+    step = 0.6 * check.tolerance * check.encoder_.scale  # 0.6 of the twin tolerance
+    far = r.normal(size=(20, 3)) * 10 + 1000
+    # x[0] + 2 steps is no twin of x[0]; x[0] + 1 step is a twin of both
+    rows = np.vstack([x[0] + 2 * step, x[0] + step, far])
+    batch = frame(rows, np.r_[1 - y[0], y[0], r.integers(0, 2, 20)], 1000)
+    assert check.run(_table(batch, ref)).info["conflicts"] == 0
+    # the same link through a reference row: a conflict
+    ref2 = frame(np.vstack([x, x[0] + step]), np.r_[y, y[0]], 0)
+    check2 = DuplicatesCheck(alpha=0.01).fit(_table(ref2, ref2))
+    batch2 = batch.drop(index=1).reset_index(drop=True)
+    assert check2.run(_table(batch2, ref2)).info["conflicts"] == 1
+
+
+def test_twin_pairs_of_a_batch_larger_than_the_reference_are_judged_with_its_noise():
+    """A 600-row reference of continuous data holds few near-twin pairs by chance (none
+    here, where about four are usual), and clean batches of 1,000 rows hold 7 to 13.
+    Against the reference's add-one rate taken as exact, 2.8 were expected and 13
+    failed (p 1e-5); the batch's share of the two counts is binomial."""
+    r = np.random.default_rng(5)
+
+    def rows(n: int) -> pd.DataFrame:
+        z = r.normal(size=(n, 3))
+        frame = pd.DataFrame(z, columns=["a", "b", "c"])
+        frame["label"] = (z[:, 0] + z[:, 1] > 0).astype(int)
+        frame["record_id"] = np.arange(n)
+        return frame
+
+    ref = rows(600)
+    check = DuplicatesCheck(alpha=0.002).fit(_table(ref, ref))
+    results = [check.run(_table(rows(1000), ref)) for _ in range(6)]
+    pairs = [res.info["unseen_twin_pairs"] for res in results]
+    assert check.comparison_twin_pairs_ == 0 and max(pairs) >= 12  # the case above
+    assert poisson.sf(max(pairs) - 1, 1000 * 999 / 2 * check.pair_rate_) < 1e-4
+    assert not any(res.failed for res in results), [res.message for res in results]
+    worst = max(pairs)
+    share = 1000 * 999 / (1000 * 999 + 600 * 599)
+    assert min(res.info["p_unseen_burst"] for res in results) == pytest.approx(
+        binom.sf(worst - 1, worst + round(check.comparison_twin_pairs_), share)
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rate=st.floats(1e-6, 1e-4),
+    n=st.integers(50, 2000),
+    m=st.integers(50, 2000),
+)
+def test_pair_test_holds_its_level_when_the_rate_is_estimated(rate, n, m):
+    """Batch and comparison twin-pair counts Poisson at one rate per row pair: the test
+    rejects at most its level, whatever the sizes (the plug-in Poisson test did not)."""
+    r = np.random.default_rng(int(rate * 1e9) + n * 7 + m)
+    batch = r.poisson(rate * n * (n - 1) / 2, 4000)
+    comparison = r.poisson(rate * m * (m - 1) / 2, 4000)
+    p = _pair_pvalue(batch, comparison, n, m)
+    assert np.mean(p <= 0.01) <= 0.01 + 3 * np.sqrt(0.01 * 0.99 / 4000)
 
 
 def test_replication_burst_of_a_common_vector_is_caught():
