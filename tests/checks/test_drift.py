@@ -20,6 +20,7 @@ from sanitizer.checks.drift import (
     class_offsets,
     excess_loss,
     holm,
+    ks_two_sided,
 )
 from sanitizer.config import CheckConfig, SanitizerConfig
 from sanitizer.contract import DataContract
@@ -495,3 +496,29 @@ def test_slope_options() -> None:
     finally:
         check.max_slope_rows = 20_000
     assert first["slope_rows"] == 1000 and first["p_slope"] == again["p_slope"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n1=st.integers(1, 30_000),
+    n2=st.integers(1, 30_000),
+    levels=st.sampled_from([0, 3, 40]),  # 0: continuous; else that many distinct values
+    shift=st.floats(0.0, 0.2),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_ks_matches_scipy_to_the_bit(n1, n2, levels, shift, seed):
+    """The drift check's KS test keeps the reference sorted; scipy's ks_2samp sorts it
+    on every scan. Statistic and p-value must be scipy's exactly, ties included."""
+    from scipy.stats import ks_2samp
+
+    r = np.random.default_rng(seed)
+
+    def draw(n: int, loc: float) -> np.ndarray:
+        x = r.normal(loc, 1.0, n)
+        return np.floor((x + 3.0) / 6.0 * levels) if levels else x
+
+    values, ref = draw(n1, shift), np.sort(draw(n2, 0.0))
+    expected = ks_2samp(values, ref)
+    assert ks_two_sided(values, ref) == (float(expected.statistic), float(expected.pvalue))
+    ranks = np.searchsorted(ref, ref, side="right")
+    assert ks_two_sided(values, ref, ranks) == (float(expected.statistic), float(expected.pvalue))
