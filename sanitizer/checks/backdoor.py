@@ -143,6 +143,7 @@ class BackdoorCheck(Check):
     # -- fitting -----------------------------------------------------------------
 
     def fit(self, reference: Table) -> Self:
+        self.__dict__.pop("_value_shares", None)  # derived from the previous fit
         contract = reference.contract
         self.classes_: tuple[str, ...] = contract.label_classes
         n = len(reference)

@@ -210,6 +210,7 @@ class DriftCheck(Check):
         self.random_state = random_state
 
     def fit(self, reference: Table) -> Self:
+        self.__dict__.pop("_ks_ranks", None)  # derived from the previous fit
         contract = reference.contract
         n = len(reference)
         keep = subsample(np.arange(n), self.max_reference_rows, self.random_state)

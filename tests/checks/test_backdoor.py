@@ -168,6 +168,25 @@ def test_copies_among_rare_flags_are_still_copies() -> None:
     assert not any(f["kind"] == "point_mass" for f in result.info["findings"])
 
 
+def test_refitting_drops_the_previous_references_value_shares() -> None:
+    """The copy rule's value shares are cached from the fitted reference; a second
+    fit must not reuse them."""
+    reference, other = _flags_table(3000, 1), _flags_table(3000, 2)
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = BackdoorCheck().fit(Table(reference, contract))
+    check._copies(np.zeros((3, 12)))  # fills the cache
+    shares = check.__dict__["_value_shares"]
+    check.fit(Table(other, contract))
+    check._copies(np.zeros((3, 12)))
+    fresh = BackdoorCheck().fit(Table(other, contract))
+    fresh._copies(np.zeros((3, 12)))
+    refit = check.__dict__["_value_shares"]
+    assert refit is not shares
+    assert all(
+        np.array_equal(a, b) for a, b in zip(refit, fresh.__dict__["_value_shares"], strict=True)
+    )
+
+
 def test_duplicate_rows_discounts_columns_that_agree_by_chance() -> None:
     rows = np.array([[1.0, 2.0, 0.0, 0.0, 0.0, 5.0], [1.0, 2.0, 0.0, 0.0, 0.0, 6.0]])
     assert _duplicate_rows(rows)  # five of six columns agree

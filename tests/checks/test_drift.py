@@ -522,3 +522,18 @@ def test_ks_matches_scipy_to_the_bit(n1, n2, levels, shift, seed):
     assert ks_two_sided(values, ref) == (float(expected.statistic), float(expected.pvalue))
     ranks = np.searchsorted(ref, ref, side="right")
     assert ks_two_sided(values, ref, ranks) == (float(expected.statistic), float(expected.pvalue))
+
+
+def test_refitting_drops_the_previous_references_ranks():
+    """The KS ranks are cached from the fitted reference; a second fit on another
+    reference must not reuse them."""
+    data = make_dataset(40_000, seed=31)
+    first, second, batch = split(data, [12_000, 15_000, 12_000], seed=2)
+    second = second.assign(x0=second["x0"].round(1) + 1.0)  # ties: other ranks
+    contract = DataContract.from_reference(first, SanitizerConfig(label_column="label"))
+    check = DriftCheck(domain_classifier=False).fit(Table(first, contract))
+    check.run(Table(batch, contract))  # fills the cache
+    check.fit(Table(second, contract))
+    fresh = DriftCheck(domain_classifier=False).fit(Table(second, contract))
+    again, expected = check.run(Table(batch, contract)), fresh.run(Table(batch, contract))
+    assert again.info == expected.info and again.p_value == expected.p_value
