@@ -362,8 +362,8 @@ class DuplicatesCheck(Check):
         unique = counts.unique[tail]
 
         # conflict: twins in the comparison set, none with this row's label
-        linked = counts.conflict_total[tail], counts.conflict_same[tail]
-        conflict = known & (linked[0] >= 1) & (linked[1] == 0)
+        linked_total, linked_same = counts.conflict_total[tail], counts.conflict_same[tail]
+        conflict = known & (linked_total >= 1) & (linked_same == 0)
         n_conflict = int(conflict.sum())
         # The comparison set's conflicts come in clusters (a twin pair with two labels
         # is two conflicting rows), so its count varies more than a binomial count of
@@ -713,8 +713,10 @@ class _BurstTests:
     (None: exact twins only). ``min_p``
     takes batch counts of shape (draws, vectors, labels), the comparison set being
     the rest of each cell, and returns the smallest of the three p-values per draw,
-    computed as ``DuplicatesCheck.run`` does, with the comparison set's conflict
-    count and twin-pair rate recomputed from the same split.
+    with the comparison set's conflict count and twin pairs recomputed from the same
+    split. The pair and burst tests are ``DuplicatesCheck.run``'s; the conflict test
+    counts rows (not clusters) linked through every hop: the observed split is
+    scored by this same statistic, so the calibration stays exact for it.
     """
 
     def __init__(self, counts: _Counts, n: int, m: int, burst: _CellBursts) -> None:
