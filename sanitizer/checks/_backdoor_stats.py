@@ -1,4 +1,4 @@
-"""Statistics and finding records of the backdoor check: Fisher tests, Tarone's count, cells."""
+"""Statistics and finding records of the backdoor check: Fisher and Zelen tests, Tarone's count, cells."""
 
 from __future__ import annotations
 
@@ -104,15 +104,19 @@ def _label_tests(
     min_rows: int,
     min_effect: float,
 ) -> _Tests:
-    """Fisher tests of each (cell, class): batch share above the prior-adjusted reference.
+    """Exact tests of each (cell, class): the batch ties the class to the cell more.
 
-    The reference counts of a cell are re-weighted by the batch/reference label
-    prior ratio computed *outside* that cell, so a prior shift moves the expectation
-    while the poisoned cell, whose relabelling shifts the prior too, does not
-    explain itself away. The ratio is bounded by ``MAX_PRIOR_RATIO`` either way.
+    The p-value is Zelen's exact test that the cell-by-class odds ratio is the same
+    in the batch as in the reference (one-sided, the batch's larger): conditional on
+    each table's cell and class counts, so a shift of the label prior, which moves the
+    class counts and leaves the odds ratio alone, is no evidence, while a poisoned
+    cell, whose relabelling shifts the prior too, cannot explain itself away.
+
+    The effect floor (``min_effect``, the cell's batch share of the class above the
+    reference's) re-weights the reference's counts by the batch/reference label prior
+    ratio outside the cell, shrunk towards 1 by ``PRIOR_PSEUDO_ROWS`` and bounded by
+    ``MAX_PRIOR_RATIO``: a floor, so its roughness costs no false alarm.
     """
-    from scipy.stats import hypergeom
-
     k = ref_counts.shape[1]
     n_cells = ref_counts.shape[0]
     ok = (cells >= 0) & (cells < n_cells) & (y >= 0)
@@ -121,20 +125,13 @@ def _label_tests(
     r_tot = ref_counts.sum(axis=1)
     r_out = ref_counts.sum(axis=0) - ref_counts + 0.5
     r_prior = r_out / r_out.sum(axis=1, keepdims=True)
-    # The batch's outside-the-cell prior, shrunk towards the reference's by PRIOR_PSEUDO_ROWS:
-    # with a few rows per class its noise would otherwise pass for a label association.
     b_out = b.sum(axis=0) - b + PRIOR_PSEUDO_ROWS * r_prior
     weight = (b_out / b_out.sum(axis=1, keepdims=True)) / r_prior
     weight = np.clip(weight, 1.0 / MAX_PRIOR_RATIO, MAX_PRIOR_RATIO)
     adj = ref_counts * weight
     with np.errstate(invalid="ignore", divide="ignore"):
         adj = np.where(r_tot[:, None] > 0, adj / adj.sum(axis=1, keepdims=True), 0.0)
-    r = np.rint(adj * r_tot[:, None]).astype(np.int64)
-    r = np.minimum(r, r_tot[:, None])
-    big_n = (b_tot + r_tot)[:, None]
-    succ = b + r
-    draws = np.broadcast_to(b_tot[:, None], b.shape)
-    p_min = _hyper_max_pmf(big_n.repeat(k, axis=1), succ, draws).ravel()
+    r = np.minimum(np.rint(adj * r_tot[:, None]), r_tot[:, None])
     with np.errstate(invalid="ignore", divide="ignore"):
         share_b = np.where(b_tot[:, None] > 0, b / np.maximum(b_tot[:, None], 1), 0.0)
         share_r = (r + 0.5) / (r_tot[:, None] + 1.0)
@@ -145,10 +142,21 @@ def _label_tests(
     effect_ok = (
         (b >= min_rows) & (r_tot[:, None] > 0) & minority & (share_b - share_r >= min_effect)
     ).ravel()
+    ref_int = np.rint(ref_counts).astype(np.int64)
+    margins = _TwoTables(
+        a=b.ravel(),
+        cell=np.repeat(b_tot, k),
+        cls=np.tile(b.sum(axis=0), n_cells),
+        n=np.full(n_cells * k, int(b.sum())),
+        ref_a=ref_int.ravel(),
+        ref_cell=np.repeat(ref_int.sum(axis=1), k),
+        ref_cls=np.tile(ref_int.sum(axis=0), n_cells),
+        m=np.full(n_cells * k, int(ref_int.sum())),
+    )
+    p_min = _zelen_min_p(margins)
     p = np.ones(n_cells * k)
     if effect_ok.any():
-        sel = effect_ok.reshape(n_cells, k)
-        p[effect_ok] = hypergeom.sf(b[sel] - 1, big_n.repeat(k, axis=1)[sel], succ[sel], draws[sel])
+        p[effect_ok] = _zelen_sf(margins.select(effect_ok))
     p = np.where(np.isfinite(p), p, 1.0)
     findings: dict[int, _Lazy] = {}
     hits = np.flatnonzero(effect_ok)
@@ -165,6 +173,110 @@ def _label_tests(
             ref_share=(ref_counts[cell] + 0.5) / (r_tot[cell] + 0.5 * k),
         )
     return _Tests("label", p=p, p_min=p_min, effect_ok=effect_ok, findings=findings)
+
+
+@dataclass(frozen=True)
+class _TwoTables:
+    """The 2x2 tables (in the cell or not, of the class or not) of a batch and its
+    reference, one test per position: ``a`` rows in the cell and of the class, of
+    ``cell`` rows in the cell, ``cls`` of the class, ``n`` in all; ``ref_`` the same
+    in the reference."""
+
+    a: np.ndarray
+    cell: np.ndarray
+    cls: np.ndarray
+    n: np.ndarray
+    ref_a: np.ndarray
+    ref_cell: np.ndarray
+    ref_cls: np.ndarray
+    m: np.ndarray
+
+    def select(self, keep: np.ndarray) -> _TwoTables:
+        return _TwoTables(*(np.asarray(getattr(self, f))[keep] for f in _TWO_TABLE_FIELDS))
+
+    def support(self) -> tuple[np.ndarray, np.ndarray]:
+        """The batch count's smallest and largest values given every margin and the
+        two tables' total ``a + ref_a``."""
+        t = self.a + self.ref_a
+        ref_lo = np.maximum(0, self.ref_cls - (self.m - self.ref_cell))
+        ref_hi = np.minimum(self.ref_cell, self.ref_cls)
+        lo = np.maximum(np.maximum(0, self.cls - (self.n - self.cell)), t - ref_hi)
+        hi = np.minimum(np.minimum(self.cell, self.cls), t - ref_lo)
+        return lo, hi
+
+    def log_weights(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Unnormalised log-probabilities of batch counts ``x`` (tests ``rows`` by
+        values) under a common odds ratio: two hypergeometric terms per table."""
+        from scipy.special import gammaln
+
+        def log_comb(top: np.ndarray, k: np.ndarray) -> np.ndarray:
+            return np.asarray(gammaln(top + 1.0) - gammaln(k + 1.0) - gammaln(top - k + 1.0))
+
+        def col(a: np.ndarray) -> np.ndarray:
+            return a[rows][:, None].astype(float)
+
+        t = col(self.a + self.ref_a)
+        cell, cls, n = col(self.cell), col(self.cls), col(self.n)
+        ref_cell, ref_cls, m = col(self.ref_cell), col(self.ref_cls), col(self.m)
+        return (
+            log_comb(cell, x)
+            + log_comb(n - cell, cls - x)
+            + log_comb(ref_cell, t - x)
+            + log_comb(m - ref_cell, ref_cls - t + x)
+        )
+
+
+_TWO_TABLE_FIELDS = ("a", "cell", "cls", "n", "ref_a", "ref_cell", "ref_cls", "m")
+#: Tarone's count evaluates the smallest p-value of Zelen's test only where the batch
+#: count can take at most this many values; a wider test is counted (conservative).
+ZELEN_MAX_SUPPORT = 256
+#: Values x tests evaluated at a time by Zelen's test.
+ZELEN_BLOCK = 1 << 21
+
+
+def _zelen_pass(
+    tables: _TwoTables, lo: np.ndarray, hi: np.ndarray, tail_from: np.ndarray
+) -> np.ndarray:
+    """P(batch count >= ``tail_from``) under Zelen's conditional distribution, per test."""
+    out = np.ones(len(lo))
+    width = np.maximum(hi - lo + 1, 1)
+    order = np.argsort(width, kind="stable")
+    sorted_width = width[order]
+    start = 0
+    while start < len(order):
+        # as many tests as fit in a block at the widest one's width (widths ascend)
+        fits = np.arange(1, len(order) - start + 1) * sorted_width[start:] <= ZELEN_BLOCK
+        stop = start + max(1, int(fits.sum()))
+        rows = order[start:stop]
+        w = int(sorted_width[stop - 1])
+        x = lo[rows][:, None] + np.arange(w)[None, :]
+        valid = x <= hi[rows][:, None]
+        xs = np.where(valid, x, lo[rows][:, None]).astype(float)
+        logw = np.where(valid, tables.log_weights(xs, rows), -np.inf)
+        top = logw.max(axis=1, keepdims=True)
+        weights = np.exp(logw - top)
+        tail = np.where(x >= tail_from[rows][:, None], weights, 0.0)
+        out[rows] = tail.sum(axis=1) / weights.sum(axis=1)
+        start = stop
+    return np.clip(out, 0.0, 1.0)
+
+
+def _zelen_sf(tables: _TwoTables) -> np.ndarray:
+    """Zelen's exact test (one-sided) that the batch's odds ratio exceeds the reference's:
+    P(batch count >= observed) given both tables' margins and their total count."""
+    lo, hi = tables.support()
+    return _zelen_pass(tables, lo, hi, tables.a)
+
+
+def _zelen_min_p(tables: _TwoTables) -> np.ndarray:
+    """The smallest p-value each Zelen test can attain (its largest count's probability);
+    0 (always counted) where the support is wider than ``ZELEN_MAX_SUPPORT``."""
+    lo, hi = tables.support()
+    out = np.zeros(len(lo))
+    narrow = hi - lo + 1 <= ZELEN_MAX_SUPPORT
+    if narrow.any():
+        out[narrow] = _zelen_pass(tables.select(narrow), lo[narrow], hi[narrow], hi[narrow])
+    return out
 
 
 def _excess_tests(

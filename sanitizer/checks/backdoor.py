@@ -13,11 +13,15 @@ signals, all vectorised:
   values under mild drift do not count). This catches the clean-label variant: the
   labels do not change but the fixed value cannot hide.
 * **Label association** per cell (a categorical value, or a reference-quantile bin
-  of a numeric feature): for each (cell, class), Fisher's exact test of the batch's
-  share of that class in the cell against the reference's share in the same cell,
-  after re-weighting the reference counts by the batch/reference label prior ratio
-  outside the cell (a prior shift moves every cell alike and is the drift check's
-  business), with a ``min_effect`` floor on the share difference.
+  of a numeric feature): for each (cell, class), Zelen's exact test that the odds
+  ratio of (in the cell, of the class) is larger in the batch than in the
+  reference, conditional on both tables' margins. A shift of the label prior moves
+  the class counts and not the odds ratio (it is the drift check's business), and
+  neither did the strong covariate drift that fooled the earlier test (the
+  reference's cell share re-weighted by a shrunk prior ratio); a relabelled cell
+  cannot explain itself away, as the count outside the cell anchors the test. A
+  ``min_effect`` floor applies to the cell's share of the class over the
+  reference's (re-weighted by the prior ratio outside the cell).
 * **Value pairs** (discrete numeric columns): a trigger usually sets two or more
   features, and where every value is common (a 1–5 rating, an integer code) the
   single values hide while their conjunction does not. For every pair of numeric
@@ -36,7 +40,7 @@ signals, all vectorised:
   row-score component (capped below the score of rows in a significant cell) and,
   per class, the top eigenvalue over its Marchenko–Pastur null edge in ``info``.
 
-Multiple testing: all Fisher tests are conditional on their margins, so Tarone's
+Multiple testing: all the exact tests are conditional on their margins, so Tarone's
 refinement of Bonferroni applies — only tests whose smallest attainable p-value
 could reach the level are counted (for a continuous column, only values that occur
 at least twice in batch ∪ reference), which keeps the correction small without
