@@ -162,7 +162,7 @@ class Sanitizer:
             return self._report(batch, [self._run(c, s, table) for c, s in self.checks_])
         positions, seed = screen
         sample = Table(batch.take(positions), self.contract_)
-        results = [self._run(c, s, sample if c.screenable else table) for c, s in self.checks_]
+        results = self._run_screen(table, sample)
         info = {"rows": len(positions), "of": len(batch), "seed": seed}
         if not any(r.failed for r in results):
             return self._screened_report(batch, results, positions, {**info, "outcome": "passed"})
@@ -190,6 +190,38 @@ class Sanitizer:
         seed = secrets.randbits(63)
         rng = np.random.default_rng(seed)
         return np.sort(rng.choice(n, size=policy.screen_rows, replace=False)), seed
+
+    def _run_screen(self, table: Table, sample: Table) -> list[CheckResult]:
+        """The screen: the statistical checks on the sample, and beside them, in a
+        second thread, the checks of every row (the schema: GX validates in Python,
+        on one core).
+
+        The two sets share no state: each check has its own fitted state and the
+        sample is a table of its own. GX's quiet blocks and the label check save and
+        restore the process's warning filters, which interleaved blocks in two threads
+        can leave changed; the outer block restores them once both are done.
+        """
+        import warnings
+        from concurrent.futures import ThreadPoolExecutor
+
+        whole = [(i, c, s) for i, (c, s) in enumerate(self.checks_) if not c.screenable]
+        results: dict[int, CheckResult] = {}
+        with (
+            warnings.catch_warnings(),
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sanitizer-schema") as pool,
+        ):
+            futures = {i: pool.submit(self._run_beside, c, s, table) for i, c, s in whole}
+            for i, (c, s) in enumerate(self.checks_):
+                if c.screenable:
+                    results[i] = self._run(c, s, sample)
+            results |= {i: f.result() for i, f in futures.items()}
+        return [results[i] for i in range(len(self.checks_))]
+
+    def _run_beside(self, check: Check, severity: str, table: Table) -> CheckResult:
+        from sanitizer.checks._common import reserve_core
+
+        with reserve_core():  # the statistical checks score on the other cores meanwhile
+            return self._run(check, severity, table)
 
     def _run(self, check: Check, severity: str, table: Table) -> CheckResult:
         from sanitizer.checks.base import CheckResult

@@ -351,6 +351,55 @@ def test_the_schema_sees_rows_outside_the_screen(screening: tuple) -> None:
     assert report.row_scores.notna().all()  # the statistical checks re-ran on every row
 
 
+def test_the_schema_runs_beside_the_screen(
+    screening: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole-batch schema runs in a second thread while the statistical checks
+    screen the sample: the schema waits for a statistical check to start, which a
+    sequential scan would never let it see. A schema that raises is an error that
+    quarantines, and the warning filters that both threads' quiet blocks save and
+    restore are the caller's again afterwards."""
+    import threading
+    import warnings
+
+    screened, _, batch = screening
+    checks = {c.name: c for c, _ in screened.checks_}
+    started = threading.Event()
+    threads: dict[str, str] = {}
+    schema_run, label_run = checks["schema"].run, checks["label_consistency"].run
+
+    def schema(table: Table) -> CheckResult:
+        threads["schema"] = threading.current_thread().name
+        assert started.wait(timeout=60), "the statistical checks did not run beside the schema"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return schema_run(table)
+
+    def label(table: Table) -> CheckResult:
+        threads["label_consistency"] = threading.current_thread().name
+        started.set()
+        return label_run(table)
+
+    monkeypatch.setattr(checks["schema"], "run", schema)
+    monkeypatch.setattr(checks["label_consistency"], "run", label)
+    filters = list(warnings.filters)
+    report = screened.scan(batch)
+    assert report.verdict == "pass" and report.screen["outcome"] == "passed"  # type: ignore[index]
+    assert [c.name for c in report.checks] == [c.name for c, _ in screened.checks_]
+    assert threads["schema"].startswith("sanitizer-schema")
+    assert threads["label_consistency"] == threading.current_thread().name
+    assert warnings.filters == filters
+
+    def broken(table: Table) -> CheckResult:
+        raise RuntimeError("schema broke")
+
+    monkeypatch.setattr(checks["schema"], "run", broken)
+    report = screened.scan(batch)
+    schema_result = next(c for c in report.checks if c.name == "schema")
+    assert schema_result.status == "error" and "schema broke" in schema_result.message
+    assert report.verdict == "quarantine" and report.row_scores.notna().all()
+
+
 def test_rows_mode_and_small_batches_are_never_screened(
     reference: pd.DataFrame, screening: tuple, clean_batch: pd.DataFrame
 ) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,14 +26,36 @@ def one_thread() -> Any:
     return threadpool_limits(limits=1)
 
 
+_reserved_cores = [0]  # cores taken by whole-batch checks running beside the others
+_reserved_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def reserve_core() -> Iterator[None]:
+    """While the enclosed block runs, ``available_cores()`` counts one core fewer.
+
+    The engine's screen runs the schema (GX, one core) beside the statistical checks:
+    their scoring pools would otherwise put three busy threads on two cores.
+    """
+    with _reserved_lock:
+        _reserved_cores[0] += 1
+    try:
+        yield
+    finally:
+        with _reserved_lock:
+            _reserved_cores[0] -= 1
+
+
 def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    """The CPU cores this process may run on (its affinity mask, not the machine's
+    count), less those a ``reserve_core`` block holds; at least one."""
     import os
 
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity API (macOS)
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, cores - _reserved_cores[0])
 
 
 def scoring_threads(n_threads: int | None, n_rows: int, min_rows: int) -> int:

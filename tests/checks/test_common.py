@@ -46,3 +46,22 @@ def test_run_tasks_raises_the_first_error_and_stops() -> None:
         run_tasks([task(i) for i in range(200)], 2)
     assert len(ran) < 199
     run_tasks([], 2)  # nothing to do
+
+
+def test_a_reserved_core_is_not_offered_to_scoring_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the engine's schema thread holds a core, pools score on the others; never
+    on fewer than one, and the count comes back when the block ends, also on error."""
+    import os
+
+    from sanitizer.checks._common import available_cores, reserve_core, scoring_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert available_cores() == 2
+    with reserve_core():
+        assert available_cores() == 1 == scoring_threads(None, 200_000, 100_000)
+        with reserve_core():
+            assert available_cores() == 1
+    assert available_cores() == 2
+    with pytest.raises(RuntimeError), reserve_core():
+        raise RuntimeError("schema broke")
+    assert available_cores() == 2
