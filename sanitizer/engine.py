@@ -335,16 +335,19 @@ def _combined_scores(per_check: list[Any], n: int) -> Any:
 
     Most checks score a row by its percentile among clean reference rows, so a clean
     row's score is about uniform on [0, 1] in each check and the plain maximum over
-    k checks would make clean rows look suspicious. The combination is Bonferroni on
-    the smallest tail: ``1 - min(1, k * (1 - max score))``; a certain finding (a
-    schema violation, score 1) stays 1, and the ranking equals the maximum's.
+    k checks would make clean rows look suspicious. The combination is Šidák's on
+    the smallest tail: ``max score ** k``, uniform again for k independent uniform
+    scores; a certain finding (a schema violation, score 1) stays 1, and the ranking
+    is the maximum's, ties included. (Bonferroni's ``1 - min(1, k * (1 - max))``,
+    used before, tied every row whose maximum was below 1 - 1/k at 0: a 2% outlier
+    row scored 0.79 ranked with 140 clean rows of its batch.)
     """
     import numpy as np
 
     if not per_check:
         return np.zeros(n)
-    top = np.max(np.vstack(per_check), axis=0)
-    return 1.0 - np.minimum(1.0, len(per_check) * (1.0 - top))
+    top = np.clip(np.max(np.vstack(per_check), axis=0), 0.0, 1.0)
+    return top ** len(per_check)
 
 
 def _clean_rows(results: list[CheckResult], n: int, *, mode: str) -> Any:

@@ -7,6 +7,8 @@ from typing import Self
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sanitizer import Sanitizer
 from sanitizer.checks.base import Check, CheckResult
@@ -127,8 +129,36 @@ def test_combined_scores_discount_many_uniform_views() -> None:
     from sanitizer.engine import _combined_scores
 
     out = _combined_scores([np.array([0.5, 0.99, 1.0]), np.array([0.9, 0.2, 0.0])], 3)
-    assert out == pytest.approx([0.8, 0.98, 1.0])
+    assert out == pytest.approx([0.81, 0.9801, 1.0])
     assert _combined_scores([], 2).tolist() == [0.0, 0.0]
+    # five independent uniform views of clean rows combine to a uniform score again
+    rng = np.random.default_rng(0)
+    combined = _combined_scores(list(rng.random((5, 20_000))), 20_000)
+    assert np.quantile(combined, [0.1, 0.5, 0.9]) == pytest.approx([0.1, 0.5, 0.9], abs=0.01)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(1, 7).flatmap(
+        lambda k: st.lists(
+            st.lists(st.floats(0.0, 1.0), min_size=k, max_size=k), min_size=1, max_size=30
+        )
+    )
+)
+def test_combined_scores_rank_rows_as_their_largest_score(rows: list[list[float]]) -> None:
+    """No two rows with different largest scores tie (Bonferroni's clipping at 0 tied
+    every row below 1 - 1/k), and the order is the largest score's."""
+    from sanitizer.engine import _combined_scores
+
+    scores = np.array(rows)
+    combined = _combined_scores(list(scores.T), len(scores))
+    top = scores.max(axis=1)
+    for i in range(len(top)):
+        for j in range(len(top)):
+            if top[i] < top[j]:
+                assert combined[i] <= combined[j]
+                if top[j] - top[i] > 1e-6:
+                    assert combined[i] < combined[j]
 
 
 def test_quarantine_severity_quarantines(
