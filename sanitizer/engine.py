@@ -339,8 +339,8 @@ def _combined_scores(per_check: list[Any], n: int) -> Any:
     the smallest tail: ``max score ** k``, uniform again for k independent uniform
     scores; a certain finding (a schema violation, score 1) stays 1, and the ranking
     is the maximum's, ties included. (Bonferroni's ``1 - min(1, k * (1 - max))``,
-    used before, tied every row whose maximum was below 1 - 1/k at 0: a 2% outlier
-    row scored 0.79 ranked with 140 clean rows of its batch.)
+    used before, tied every row whose maximum was below 1 - 1/k at 0: an outlier row
+    scored 0.79 ranked with 140 clean rows of its batch.)
     """
     import numpy as np
 

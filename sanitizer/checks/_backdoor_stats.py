@@ -253,10 +253,11 @@ def _zelen_pass(
         valid = x <= hi[rows][:, None]
         xs = np.where(valid, x, lo[rows][:, None]).astype(float)
         logw = np.where(valid, tables.log_weights(xs, rows), -np.inf)
-        top = logw.max(axis=1, keepdims=True)
-        weights = np.exp(logw - top)
-        tail = np.where(x >= tail_from[rows][:, None], weights, 0.0)
-        out[rows] = tail.sum(axis=1) / weights.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # an empty support: NaN
+            weights = np.exp(logw - logw.max(axis=1, keepdims=True))
+            tail = np.where(x >= tail_from[rows][:, None], weights, 0.0)
+            share = tail.sum(axis=1) / weights.sum(axis=1)
+        out[rows] = np.where(np.isfinite(share), share, 1.0)  # ... which is no evidence
         start = stop
     return np.clip(out, 0.0, 1.0)
 

@@ -143,3 +143,7 @@ def test_zelen_test_blocks_and_wide_supports(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(_backdoor_stats, "ZELEN_BLOCK", 7)
     assert np.allclose(_zelen_sf(tables), p, rtol=1e-12)
     assert np.allclose(p[1:], [_zelen_brute(r)[0] for r in rows[1:]], rtol=1e-9)
+    # margins no table could have (more rows in the cell and class than in the cell):
+    # no evidence, never a NaN for Tarone's count to sort
+    odd = _TwoTables(*(np.array([v]) for v in (5, 2, 5, 10, 1, 3, 3, 10)))
+    assert _zelen_sf(odd).tolist() == [1.0] and _zelen_min_p(odd).tolist() == [1.0]
