@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -192,7 +192,7 @@ class _TwoTables:
     m: np.ndarray
 
     def select(self, keep: np.ndarray) -> _TwoTables:
-        return _TwoTables(*(np.asarray(getattr(self, f))[keep] for f in _TWO_TABLE_FIELDS))
+        return _TwoTables(*(np.asarray(getattr(self, f.name))[keep] for f in fields(self)))
 
     def support(self) -> tuple[np.ndarray, np.ndarray]:
         """The batch count's smallest and largest values given every margin and the
@@ -226,7 +226,6 @@ class _TwoTables:
         )
 
 
-_TWO_TABLE_FIELDS = ("a", "cell", "cls", "n", "ref_a", "ref_cell", "ref_cls", "m")
 #: Tarone's count evaluates the smallest p-value of Zelen's test only where the batch
 #: count can take at most this many values; a wider test is counted (conservative).
 ZELEN_MAX_SUPPORT = 256
