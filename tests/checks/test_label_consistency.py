@@ -559,3 +559,34 @@ def test_flips_in_a_batch_from_a_heavy_tail_stay_visible(data):
     result = check.run(_table(flipped, ref))
     assert not clean.failed and result.failed
     assert result.info["holdout_effective_share"] >= 0.1 - 1e-9
+
+
+def test_row_scores_rank_random_flips_across_labels_on_noisy_imbalanced_data():
+    """Where labels are barely predictable and one class holds three rows in four, a
+    random flip most often moves a row into the rare class, where its feature says
+    "common class". The per-class percentiles (which the flags and the batch test use,
+    so that a prior shift flags nothing) rank it only among the rare class's rows, all
+    of them implausible-looking; the row score ranks it among every clean row."""
+    rng = np.random.default_rng(5)
+    n = 9000
+    x = rng.normal(size=(n, 4))
+    logit = 1.2 * x[:, 0] + 0.6 * x[:, 1] - 1.4
+    label = np.where(rng.random(n) < 1.0 / (1.0 + np.exp(-logit)), "rare", "common")
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(4)]).assign(label=label)
+    frame.insert(0, "record_id", np.arange(n))
+    ref, pool = frame.iloc[:5000].reset_index(drop=True), frame.iloc[5000:].reset_index(drop=True)
+    check = LabelConsistencyCheck(alpha=0.01).fit(_table(ref, ref))
+    gains = []
+    for seed, batch in _batches(pool, 1000, 4, seed=2):
+        poisoned, mask = attacks.flip_labels_random(batch, "label", seed, rate=0.10)
+        table = _table(poisoned, ref)
+        result = check.run(table)
+        y_idx = table.label_codes(tuple(check.classes_.tolist()))
+        per_class = check._score(table.encoded(check.encoder_), y_idx, "knn").scores
+        # flags are the per-class ones; the row score is a different ranking of the same raw
+        assert np.array_equal(result.row_flags, per_class >= check.row_threshold_)
+        gains.append(roc_auc_score(mask, result.row_scores) - roc_auc_score(mask, per_class))
+    assert min(gains) > 0.03, gains
+    # on clean rows the row score is the reference's own percentile: about uniform
+    clean = check.run(_table(pool.iloc[:2000].reset_index(drop=True), ref)).row_scores
+    assert 0.4 < float(np.mean(clean)) < 0.6 and 0.005 < float(np.mean(clean >= 0.99)) < 0.03
