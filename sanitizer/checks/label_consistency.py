@@ -549,7 +549,7 @@ class LabelConsistencyCheck(Check):
                 "flagged": flagged,
                 "reference_rate": self.reference_rate_[mode],
                 "knn": mode == "knn",
-                "row_threshold": self.row_threshold_,
+                "class_percentile_threshold": self.row_threshold_,
                 "extreme_raw": (
                     self.extreme_raw_[mode] if np.isfinite(self.extreme_raw_[mode]) else None
                 ),

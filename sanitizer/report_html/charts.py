@@ -98,11 +98,16 @@ def _score_histogram(c: CheckResult) -> str:
 
 
 def _row_threshold(c: CheckResult, scores: np.ndarray, flags: np.ndarray) -> float | None:
+    """The check's stated row threshold, else the lowest flagged score where the flags
+    are a threshold on the score (every unflagged score below it). The label check
+    flags by per-class percentiles and scores by the pooled one: no line."""
     value = c.info.get("row_threshold")
     if isinstance(value, int | float) and 0.0 <= value <= 1.0:
         return float(value)
     if flags.any():
-        return float(scores[flags].min())  # the lowest score that was flagged
+        lowest = float(scores[flags].min())
+        if flags.all() or float(scores[~flags].max()) < lowest:
+            return lowest
     return None
 
 

@@ -113,7 +113,8 @@ def synthetic_report(
         ),
         CheckResult(
             "label_consistency", "fail", "labels", 0.2, 1e-5, 0.01, scores, flags, reasons,
-            info={"reference_rate": 0.01, "row_threshold": 0.9, "class_thresholds": {"0": 0.5}},
+            info={"reference_rate": 0.01, "class_percentile_threshold": 0.99,
+                  "class_thresholds": {"0": 0.5}},
         ),
         CheckResult(
             "duplicates", "fail", "copies", 0.1, 1e-9, 0.01, scores, flags,

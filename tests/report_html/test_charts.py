@@ -28,6 +28,18 @@ def test_score_histogram_marks_the_row_threshold() -> None:
     assert "10 rows, 2 flagged" in svg and "dashed line: row threshold 0.9" in svg
 
 
+def test_score_histogram_draws_no_threshold_where_flags_are_not_one() -> None:
+    """The label check flags by per-class percentiles and scores rows by the pooled one:
+    a flagged row may score below an unflagged one, and no line separates them."""
+    scores = np.array([0.1] * 7 + [0.97, 0.95, 0.99])
+    flags = np.array([False] * 7 + [False, True, True])
+    check = CheckResult("label_consistency", "fail", "m", row_scores=scores, row_flags=flags)
+    svg = _score_histogram(check)
+    assert "10 rows, 2 flagged" in svg and "threshold" not in svg
+    separated = CheckResult("outliers", "fail", "m", row_scores=scores, row_flags=scores >= 0.97)
+    assert "dashed line: row threshold 0.97" in _score_histogram(separated)
+
+
 def test_distributions_against_the_reference() -> None:
     batch = pd.DataFrame({"x": [*np.linspace(0, 1, 199), 1e6], "c": ["a"] * 150 + ["z"] * 50})
     reference = pd.DataFrame({"x": np.linspace(0, 1, 200), "c": ["a", "b"] * 100})
