@@ -239,6 +239,28 @@ def test_scores_are_finite_aligned_and_permute_with_rows(data, check, seed, n):
     assert permuted.p_value == pytest.approx(result.p_value)
 
 
+@given(seed=st.integers(0, 2**16), n=st.integers(2, 150))
+@settings(max_examples=25, deadline=None)
+def test_row_scores_order_rows_as_their_raw_implausibility_does(data, check, seed, n):
+    """The row score is the raw value's pooled reference percentile: one order over
+    every label (the per-class percentiles, which flag, order each label apart)."""
+    ref, pool = data
+    rng = np.random.default_rng(seed)
+    batch = pool.iloc[rng.choice(len(pool), n, replace=False)].reset_index(drop=True)
+    batch, _ = attacks.flip_labels_random(batch, "label", seed, rate=0.2) if n > 4 else (batch, 0)
+    table = _table(batch, ref)
+    raw = check._score(
+        table.encoded(check.encoder_), table.label_codes(tuple(check.classes_.tolist())), "knn"
+    ).raw
+    scores = check.run(table).row_scores
+    by_raw = np.argsort(raw, kind="stable")
+    assert (np.diff(scores[by_raw]) >= 0).all()
+    pooled = np.concatenate(check.reference_raw_["knn"])
+    np.testing.assert_allclose(
+        scores, [(np.sum(pooled < r) + np.sum(pooled <= r)) / (2 * pooled.size) for r in raw]
+    )
+
+
 def test_tiny_reference_with_a_singleton_class_and_no_feature_reference():
     rng = np.random.default_rng(0)
     ref = pd.DataFrame(
