@@ -133,7 +133,8 @@ def test_a_profile_of_another_format_is_refused_with_a_refit_hint(
     fitted tail; 3: the backdoor check's value pairs; 4: the outlier check's dependence
     score; 5: conditional_drift's calibration slope; 6: its held-out excess loss
     after fitted class offsets; 7: the label check's extreme level; 8: the backdoor
-    check's value pairs by label and the label check's holdout rows): loading one must
+    check's value pairs by label and the label check's holdout rows; 9: the duplicates
+    check's conflict clusters; 10: the outlier check's rare flags): loading one must
     say "refit", not fail later on a missing attribute or compare a batch with
     differently computed held-out rows."""
     from sanitizer.profile import FORMAT_VERSION
@@ -142,14 +143,14 @@ def test_a_profile_of_another_format_is_refused_with_a_refit_hint(
     with zipfile.ZipFile(path) as z:
         members = {name: z.read(name) for name in z.namelist()}
     doc = json.loads(members["profile.json"])
-    assert doc["format"] == FORMAT_VERSION == 9
-    doc["format"] = 8
+    assert doc["format"] == FORMAT_VERSION == 10
+    doc["format"] = 9
     members["profile.json"] = json.dumps(doc).encode()
     old = tmp_path / "old.zip"
     with zipfile.ZipFile(old, "w") as z:
         for name, data in members.items():
             z.writestr(name, data)
-    with pytest.raises(InputError, match=r"profile format 8 is not supported .*refit"):
+    with pytest.raises(InputError, match=r"profile format 9 is not supported .*refit"):
         load_profile(old)
 
 

@@ -603,3 +603,93 @@ def test_two_families_keep_clean_row_scores_about_uniform() -> None:
     assert scores is not None
     for q in (0.01, 0.05, 0.2):
         assert np.mean(scores > 1.0 - q) == pytest.approx(q, rel=0.5)
+
+
+@cache
+def flagged_table() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The synthetic population with eight 0/1 flags each set in 1% of rows: the
+    low-entropy columns real tables carry beside their measurements."""
+    data = make_dataset(16_000, seed=13)
+    rng = np.random.default_rng(14)
+    for j in range(8):
+        data[f"flag{j}"] = (rng.random(len(data)) < 0.01).astype(float)
+    reference, pool = split(data, [5_000, 11_000], seed=3)
+    return reference, pool
+
+
+def test_rare_flags_do_not_hide_in_range_outliers() -> None:
+    """As Gaussian dimensions, a flag set in 1% of rows is 10 standard deviations out:
+    every clean row with a flag outscored the outliers, whose values mostly keep the
+    flags at 0. Scored by frequency, ten outlier rows (1%) of a 1,000-row batch fail
+    every batch (p 5e-7 to 8e-6; before: 2 of 4, p 0.13, 0.028, 8e-6 and 0.001)."""
+    reference, pool = flagged_table()
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = OutlierCheck(alpha=0.002).fit(Table(reference, contract))
+    assert check.flags_["columns"].size == 8
+    for seed in range(4):
+        batch = pool.iloc[seed * 1000 : (seed + 1) * 1000].reset_index(drop=True)
+        poisoned, mask = inject_outliers(batch, reference, 0.01, seed * 100)
+        result = check.run(Table(poisoned, contract))
+        assert result.failed, result.message
+        assert roc_auc_score(mask, result.row_scores) > 0.9
+        assert not check.run(Table(batch, contract)).failed
+
+
+def test_rare_flag_columns_and_their_surprise() -> None:
+    """Only numeric columns with two values, the rarer below a tenth of the rows; an
+    unseen value is the most surprising; a flag that is set shows in the reasons."""
+    from sanitizer.checks.outliers import _flag_surprise, _rare_flags
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    x = np.column_stack(
+        [
+            rng.normal(size=n),  # continuous
+            (rng.random(n) < 0.02).astype(float),  # a rare flag
+            (rng.random(n) < 0.3).astype(float),  # a common binary: stays in the mixture
+            np.repeat([0.0, 1.0], n // 2),  # balanced
+            (rng.random(n) < 0.02).astype(float),  # one-hot of a categorical: not numeric
+        ]
+    )
+    flags = _rare_flags(x, n_numeric=4)
+    assert flags["columns"].tolist() == [1.0]
+    ones = int(x[:, 1].sum())
+    np.testing.assert_allclose(
+        flags["surprise"][0], -np.log(np.array([n - ones + 1, ones + 1, 1]) / (n + 3))
+    )
+    rows = np.array([[0.0, 0.0, 0, 0, 0], [0.0, 1.0, 0, 0, 0], [0.0, 0.5, 0, 0, 0]])
+    s = _flag_surprise(rows, flags)
+    assert s[0] < s[1] < s[2]
+    # every numeric column a flag: the mixture keeps them all
+    only_flags = (rng.random((n, 3)) < 0.02).astype(float)
+    assert _rare_flags(only_flags, n_numeric=3)["columns"].size == 0
+
+    reference, pool = flagged_table()
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = OutlierCheck().fit(Table(reference, contract))
+    batch = pool.iloc[:200].reset_index(drop=True).copy()
+    batch.loc[0, [f"flag{j}" for j in range(8)]] = 0.0
+    scores = []
+    for value in (0.0, 1.0, 0.5):  # unset, set (1% of rows), a value the flag never took
+        batch.loc[0, "flag3"] = value
+        scores.append(check.run(Table(batch, contract)).row_scores[0])
+    assert scores[0] < scores[1] < scores[2]
+    batch.loc[0, ["flag4", "flag5"]] = 1.0  # three rare events in one row
+    result = check.run(Table(batch, contract))
+    assert result.row_flags[0] and result.row_scores[0] == result.row_scores.max()
+    assert "flag3" in result.row_reasons[0][0]
+
+
+def test_rare_flag_state_survives_a_profile_round_trip(tmp_path) -> None:
+    from sanitizer.profile import load_profile, save_profile
+
+    reference, pool = flagged_table()
+    sanitizer = Sanitizer(label_column="label", id_columns=("record_id",)).fit(reference)
+    batch, _ = inject_outliers(pool.iloc[:500].reset_index(drop=True), reference, 0.02, 1)
+    before = next(c for c in sanitizer.scan(batch).checks if c.name == "outliers")
+    loaded = load_profile(save_profile(sanitizer, tmp_path / "p.zip"))
+    outliers = next(c for c, _ in loaded.checks_ if c.name == "outliers")
+    assert outliers.flags_["columns"].size == 8
+    after = next(c for c in loaded.scan(batch).checks if c.name == "outliers")
+    assert after.p_value == pytest.approx(before.p_value)
+    np.testing.assert_allclose(after.row_scores, before.row_scores)
