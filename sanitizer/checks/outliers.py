@@ -6,7 +6,9 @@ from its reference marginal, which breaks the correlations and the class
 clusters). This check models the joint density of the shared ``FeatureEncoder``
 features with a Gaussian mixture (full covariances, number of components chosen by
 BIC), i.e. a robust-to-multimodality Mahalanobis distance, and scores each row by
-its negative log-density.
+its negative log-density. Rare flags (numeric columns with two reference values,
+the rarer in fewer than ``RARE_FLAG_SHARE`` of rows) stay out of the mixture and
+add their value's surprise by frequency instead (see ``_score``).
 
 Calibration is split-conformal: the mixture is fitted on one part of the reference
 and the scores of the held-out part (``calibration_fraction``) define the row
@@ -533,6 +535,7 @@ class OutlierCheck(Check):
             "tail_shape": None if self.tail_ is None else self.tail_["shape"],
             "expected_rate": first.expected,
             "components": int(self.model_.n_components),
+            "rare_flags": [_encoded_names(self.encoder_)[int(j)] for j in self.flags_["columns"]],
             "calibration_rows": len(self.calibration_),
             "dependence": len(found) > 1,
         }

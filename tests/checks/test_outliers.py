@@ -626,6 +626,8 @@ def test_rare_flags_do_not_hide_in_range_outliers() -> None:
     contract = DataContract.from_reference(reference, CONFIG)
     check = OutlierCheck(alpha=0.002).fit(Table(reference, contract))
     assert check.flags_["columns"].size == 8
+    info = check.run(Table(pool.iloc[:100].reset_index(drop=True), contract)).info
+    assert info["rare_flags"] == [f"flag{j}" for j in range(8)]
     for seed in range(4):
         batch = pool.iloc[seed * 1000 : (seed + 1) * 1000].reset_index(drop=True)
         poisoned, mask = inject_outliers(batch, reference, 0.01, seed * 100)
