@@ -114,7 +114,8 @@ NULL_HITS = 100  # Besag–Clifford: stop drawing once this many null draws are 
 FAMILY_WEIGHTS = {1: (0.75, 0.25), 2: (0.3, 0.2)}
 DEPENDENCE_MIN_ROWS = 50  # fitting rows needed to learn the dependence score
 #: A numeric column with two reference values, the rarer below this share, is a flag:
-#: scored by its values' frequencies, not as a dimension of the mixture.
+#: scored by its values' frequencies, not as a dimension of the mixture (the default
+#: of the ``rare_flag_share`` option).
 RARE_FLAG_SHARE = 0.1
 
 
@@ -317,7 +318,9 @@ class OutlierCheck(Check):
     (threads scoring rows; None, the default: one below ``parallel_rows`` rows,
     100k — below that, scoring is a fraction of a second and threads only add
     memory — the cores this process may use above; a screened large batch's
-    100,000-row sample is scored on them), ``random_state``.
+    100,000-row sample is scored on them), ``rare_flag_share`` (a numeric column
+    with two reference values, the rarer in fewer than this share of rows, is a flag
+    scored by frequency outside the mixture; 0: none), ``random_state``.
     """
 
     name = "outliers"
@@ -339,6 +342,7 @@ class OutlierCheck(Check):
         tail_gain: float = 10.0,
         draws: int = 200_000,
         dependence: bool = True,
+        rare_flag_share: float = RARE_FLAG_SHARE,
         n_threads: int | None = None,
         parallel_rows: int = 100_000,
         random_state: int = 0,
@@ -363,6 +367,8 @@ class OutlierCheck(Check):
             raise ValueError(f"draws must be >= 0 (0: Bonferroni over the levels), got {draws!r}")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1 or None, got {n_threads!r}")
+        if not 0.0 <= rare_flag_share <= 0.5:
+            raise ValueError(f"rare_flag_share must be in [0, 0.5], got {rare_flag_share!r}")
         self.alpha = alpha
         self.levels = tuple(levels)
         self.calibration_fraction = calibration_fraction
@@ -375,6 +381,7 @@ class OutlierCheck(Check):
         self.tail_gain = tail_gain
         self.draws = draws
         self.dependence = dependence
+        self.rare_flag_share = rare_flag_share
         self.n_threads = n_threads
         self.parallel_rows = parallel_rows
         self.random_state = random_state
@@ -391,7 +398,7 @@ class OutlierCheck(Check):
         self.tail_: dict[str, float] | None = None
         self.dependence_: HistGradientBoostingClassifier | None = None
         self.dependence_calibration_: dict[str, Any] | None = None
-        self.flags_ = _rare_flags(x[fit_idx], len(self.encoder_.numeric))
+        self.flags_ = _rare_flags(x[fit_idx], len(self.encoder_.numeric), self.rare_flag_share)
         self.density_columns_ = np.setdiff1d(
             np.arange(x.shape[1]), self.flags_["columns"].astype(int)
         )
@@ -728,9 +735,11 @@ def _encoded_names(encoder: FeatureEncoder) -> list[str]:
     return names
 
 
-def _rare_flags(x: np.ndarray, n_numeric: int) -> dict[str, np.ndarray]:
+def _rare_flags(
+    x: np.ndarray, n_numeric: int, share: float = RARE_FLAG_SHARE
+) -> dict[str, np.ndarray]:
     """The numeric columns of ``x`` that are rare flags: two distinct values, the rarer
-    held by fewer than ``RARE_FLAG_SHARE`` of the rows (never every column: the
+    held by fewer than ``share`` of the rows (never every column: the
     mixture needs one). ``columns``; ``values`` (two per flag); ``surprise``: -log of
     each value's share and of a value the reference never showed, with add-one
     smoothing over the two values and that third outcome."""
@@ -738,7 +747,7 @@ def _rare_flags(x: np.ndarray, n_numeric: int) -> dict[str, np.ndarray]:
     n = len(x)
     for j in range(n_numeric):
         seen, counts = np.unique(x[:, j], return_counts=True)
-        if seen.size == 2 and counts.min() < RARE_FLAG_SHARE * n:
+        if seen.size == 2 and counts.min() < share * n:
             columns.append(j)
             values.append(seen)
             surprise.append(-np.log(np.r_[counts + 1.0, 1.0] / (n + 3.0)))

@@ -662,6 +662,9 @@ def test_rare_flag_columns_and_their_surprise() -> None:
     rows = np.array([[0.0, 0.0, 0, 0, 0], [0.0, 1.0, 0, 0, 0], [0.0, 0.5, 0, 0, 0]])
     s = _flag_surprise(rows, flags)
     assert s[0] < s[1] < s[2]
+    assert _rare_flags(x, n_numeric=4, share=0.0)["columns"].size == 0  # option off
+    with pytest.raises(ValueError, match="rare_flag_share"):
+        OutlierCheck(rare_flag_share=0.6)
     # every numeric column a flag: the mixture keeps them all
     only_flags = (rng.random((n, 3)) < 0.02).astype(float)
     assert _rare_flags(only_flags, n_numeric=3)["columns"].size == 0
