@@ -784,8 +784,11 @@ def _fit_mixture(
     from sklearn.mixture import GaussianMixture
 
     n, d = x.shape
-    # Enough rows per component to estimate a full covariance.
+    # Enough rows per component to estimate a full covariance, and no more components
+    # than distinct rows (a coded column of five values: k-means cannot seed eight).
     limit = max(1, min(max_components, n // max(10 * d, 20)))
+    if limit > 1:
+        limit = min(limit, len(np.unique(x, axis=0)))
     sizes = [k for k in (1, 2, 4, 8, 16) if k <= limit] or [1]
     best: GaussianMixture | None = None
     best_bic = np.inf

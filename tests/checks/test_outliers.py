@@ -557,7 +557,10 @@ def test_dependence_classifier_tells_a_broken_pair_from_a_kept_one() -> None:
     assert broken.min() > kept.max() + 2.0
 
 
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
 def test_dependence_needs_two_columns_and_can_be_turned_off() -> None:
+    """(One coded column of five values: the mixture tries no more components than
+    distinct rows, so k-means does not warn that it found fewer clusters.)"""
     reference, _, _, _, density = coded()
     assert density.dependence_ is None and density.dependence_calibration_ is None
     one = reference[["record_id", "q0", "label"]]
