@@ -391,12 +391,7 @@ class LabelConsistencyCheck(Check):
         """Mid-rank percentile of each raw value among the fitting rows of every label:
         the row score. It keeps what the per-class percentiles drop, how rare a label
         is where the row sits, which is what ranks random flips on imbalanced data."""
-        pooled = np.sort(np.concatenate(self.reference_raw_[mode]))
-        if pooled.size == 0:
-            return np.zeros(len(raw))
-        below = np.searchsorted(pooled, raw, side="left")
-        upto = np.searchsorted(pooled, raw, side="right")
-        return np.clip((below + upto) / (2.0 * pooled.size), 0.0, 1.0)
+        return _mid_rank(np.sort(np.concatenate(self.reference_raw_[mode])), raw)
 
     def _fold_of(self, x: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
         """Which fold model scores each batch row: a hash of the row's content plus its
@@ -455,12 +450,9 @@ class LabelConsistencyCheck(Check):
         scores = np.zeros(len(raw))
         for j, ref in enumerate(self.reference_raw_[mode]):
             rows = y_idx == j
-            if not rows.any() or ref.size == 0:
-                continue
-            below = np.searchsorted(ref, raw[rows], side="left")
-            upto = np.searchsorted(ref, raw[rows], side="right")
-            scores[rows] = (below + upto) / (2.0 * ref.size)
-        return np.clip(scores, 0.0, 1.0)
+            if rows.any():
+                scores[rows] = _mid_rank(ref, raw[rows])
+        return scores
 
     # -- scanning ------------------------------------------------------------------
 
@@ -690,6 +682,16 @@ class _Scores:
     proba: np.ndarray  # class probabilities from the row's fold model
     p_given: np.ndarray  # probability of the row's own label
     agree: np.ndarray | None  # kNN label agreement in [0, 1] (None: model alone)
+
+
+def _mid_rank(reference_sorted: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Mid-rank percentile in [0, 1] of each value among the sorted reference values
+    (ties count half; 0 for an empty reference)."""
+    if reference_sorted.size == 0:
+        return np.zeros(len(values))
+    below = np.searchsorted(reference_sorted, values, side="left")
+    upto = np.searchsorted(reference_sorted, values, side="right")
+    return (below + upto) / (2.0 * reference_sorted.size)
 
 
 def _groups(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:

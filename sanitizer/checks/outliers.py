@@ -399,9 +399,7 @@ class OutlierCheck(Check):
         self.dependence_: HistGradientBoostingClassifier | None = None
         self.dependence_calibration_: dict[str, Any] | None = None
         self.flags_ = _rare_flags(x[fit_idx], len(self.encoder_.numeric), self.rare_flag_share)
-        self.density_columns_ = np.setdiff1d(
-            np.arange(x.shape[1]), self.flags_["columns"].astype(int)
-        )
+        self.density_columns_ = np.setdiff1d(np.arange(x.shape[1]), self.flags_["columns"])
         if x.shape[1] == 0 or len(fit_idx) < 2:
             log.info("outliers: no features or too few reference rows; the check will pass")
             self.calibration_ = np.zeros(0)
@@ -542,7 +540,7 @@ class OutlierCheck(Check):
             "tail_shape": None if self.tail_ is None else self.tail_["shape"],
             "expected_rate": first.expected,
             "components": int(self.model_.n_components),
-            "rare_flags": [_encoded_names(self.encoder_)[int(j)] for j in self.flags_["columns"]],
+            "rare_flags": [_encoded_names(self.encoder_)[j] for j in self.flags_["columns"]],
             "calibration_rows": len(self.calibration_),
             "dependence": len(found) > 1,
         }
@@ -640,9 +638,10 @@ class OutlierCheck(Check):
         # a flag's surprise as the distance that carries as many nats under a Gaussian
         z = np.zeros(xr.shape)
         z[:, self.density_columns_] = np.abs(xd - means) / sd
-        flag_columns = self.flags_["columns"].astype(int)
-        if flag_columns.size:
-            z[:, flag_columns] = np.sqrt(2.0 * _flag_surprise(xr, self.flags_, total=False))
+        if self.flags_["columns"].size:
+            z[:, self.flags_["columns"]] = np.sqrt(
+                2.0 * _flag_surprise(xr, self.flags_, total=False)
+            )
         names = _encoded_names(self.encoder_)
         top = np.argsort(-z, axis=1)[:, :2]
         out: dict[int, tuple[str, ...]] = {}
@@ -754,7 +753,7 @@ def _rare_flags(
     if len(columns) == x.shape[1]:
         columns, values, surprise = [], [], []
     return {
-        "columns": np.asarray(columns, dtype=float),
+        "columns": np.asarray(columns, dtype=int),
         "values": np.asarray(values, dtype=float).reshape(-1, 2),
         "surprise": np.asarray(surprise, dtype=float).reshape(-1, 3),
     }
@@ -764,7 +763,7 @@ def _flag_surprise(
     x: np.ndarray, flags: dict[str, np.ndarray], *, total: bool = True
 ) -> np.ndarray | float:
     """Each row's surprise over the rare flags (summed, or one column per flag)."""
-    columns = flags["columns"].astype(int)
+    columns = flags["columns"]
     if not columns.size:
         return 0.0 if total else np.zeros((len(x), 0))
     v = x[:, columns]
