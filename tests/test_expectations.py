@@ -166,6 +166,47 @@ def test_heavy_tails_get_a_hard_range_that_large_clean_batches_pass() -> None:
     assert [o.unexpected_rows for o in outcomes] == [(4, 9)]
 
 
+def test_sparse_tails_of_small_references_get_a_hard_range_that_clean_batches_pass() -> None:
+    """A count that is 0 in 97% of rows shows 15–20 non-zero values in a 600-row
+    reference: too few for Hill's estimate, so the hard range was three times the
+    reference's max, which 1,000-row clean batches exceeded about one time in eight.
+    The sparse tail now counts as just heavy; a rare flag keeps its plain hard range,
+    and a unit error still fails."""
+    from sanitizer.expectations import tail_reach
+
+    def rows(n: int, seed: int) -> pd.DataFrame:
+        r = np.random.default_rng(seed)
+        count = np.where(r.random(n) < 0.03, np.round(np.exp(r.normal(size=n)), 1), 0.0)
+        flag = (r.random(n) < 0.01).astype(float)
+        return pd.DataFrame({"count": count, "flag": flag, "label": r.integers(0, 2, n)})
+
+    reference = rows(600, 0)
+    config = SanitizerConfig(label_column="label")
+    suite = generate_suite(reference, DataContract.from_reference(reference, config), name="t")
+    hard = {
+        e["kwargs"]["column"]: e["kwargs"]
+        for e in suite["expectations"]
+        if e["type"].endswith("between") and e["meta"].get("hard")
+    }
+    top = reference["count"].max()
+    assert hard["count"]["max_value"] > 20 * top
+    assert hard["flag"]["max_value"] == pytest.approx(3.0)  # 1 + twice the range
+    assert tail_reach(reference["flag"].to_numpy()) == (0.0, 0.0)
+    beyond = [seed for seed in range(1, 41) if rows(1000, seed)["count"].max() > 3 * top]
+    assert len(beyond) >= 3  # what the plain hard range failed
+    failed = [
+        seed
+        for seed in range(1, 41)
+        if not all(o.success for o in validate(rows(1000, seed), suite))
+    ]
+    assert failed == []
+    broken = rows(200, 99)
+    broken.loc[4, "count"] = 1000.0 * top  # a unit error
+    broken.loc[9, "flag"] = 7.0
+    outcomes = [o for o in validate(broken, suite) if not o.success]
+    assert sorted(o.unexpected_rows for o in outcomes) == [(4,), (9,)]
+
+
 def test_unseen_share_is_the_share_of_singletons() -> None:
     from sanitizer.expectations import unseen_share
 
