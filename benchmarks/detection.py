@@ -110,8 +110,13 @@ def held_out_datasets() -> dict[str, Callable[[], pd.DataFrame]]:
 def extra_datasets() -> dict[str, Callable[[], pd.DataFrame]]:
     """Other shapes, by name only (``--datasets``): ``synthetic-flags`` is the
     synthetic set with eight 0/1 flags set in 1% of rows (the first more often in
-    class 1), the low-entropy columns real tables carry beside their measurements."""
-    return {"synthetic-flags": lambda: _with_flags(make_dataset(30_000, seed=13), seed=14)}
+    class 1), the low-entropy columns real tables carry beside their measurements;
+    ``synthetic-categories`` the synthetic set with a ``store`` column of 3 common
+    and 20 rare categories (1% of rows each), as a shop, branch or product column is."""
+    return {
+        "synthetic-flags": lambda: _with_flags(make_dataset(30_000, seed=13), seed=14),
+        "synthetic-categories": lambda: _with_stores(make_dataset(30_000, seed=15), seed=16),
+    }
 
 
 def _with_flags(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -120,6 +125,16 @@ def _with_flags(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     for j in range(8):
         share = np.where(positive, 0.02, 0.005) if j == 0 else np.full(len(frame), 0.01)
         frame[f"flag{j}"] = (rng.random(len(frame)) < share).astype(float)
+    return frame
+
+
+def _with_stores(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    share = np.r_[0.4, 0.25, 0.15, np.full(20, 0.01)]
+    names = np.array([f"s{j:02d}" for j in range(len(share))])
+    frame.insert(
+        len(frame.columns) - 1, "store", names[rng.choice(len(share), len(frame), p=share)]
+    )
     return frame
 
 
@@ -471,7 +486,7 @@ def main() -> int:
     parser.add_argument(
         "--datasets",
         default="",
-        help="comma list (default: the tuning sets; also fair, randhie, synthetic-flags)",
+        help="comma list (default: the tuning sets; also fair, randhie, synthetic-flags, synthetic-categories)",
     )
     parser.add_argument(
         "--held-out",

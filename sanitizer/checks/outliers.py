@@ -8,7 +8,8 @@ features with a Gaussian mixture (full covariances, number of components chosen 
 BIC), i.e. a robust-to-multimodality Mahalanobis distance, and scores each row by
 its negative log-density. Rare flags (numeric columns with two reference values,
 the rarer in fewer than ``RARE_FLAG_SHARE`` of rows) stay out of the mixture and
-add their value's surprise by frequency instead (see ``_score``).
+add their value's surprise by frequency instead (see ``_score``); so do the one-hot
+columns of categories that rare (see ``_rare_categories``).
 
 Calibration is split-conformal: the mixture is fitted on one part of the reference
 and the scores of the held-out part (``calibration_fraction``) define the row
@@ -320,7 +321,8 @@ class OutlierCheck(Check):
     memory — the cores this process may use above; a screened large batch's
     100,000-row sample is scored on them), ``rare_flag_share`` (a numeric column
     with two reference values, the rarer in fewer than this share of rows, is a flag
-    scored by frequency outside the mixture; 0: none), ``random_state``.
+    scored by frequency outside the mixture, and so is a category held by fewer
+    than this share; 0: none), ``random_state``.
     """
 
     name = "outliers"
@@ -399,7 +401,12 @@ class OutlierCheck(Check):
         self.dependence_: HistGradientBoostingClassifier | None = None
         self.dependence_calibration_: dict[str, Any] | None = None
         self.flags_ = _rare_flags(x[fit_idx], len(self.encoder_.numeric), self.rare_flag_share)
-        self.density_columns_ = np.setdiff1d(np.arange(x.shape[1]), self.flags_["columns"])
+        self.categories_ = _rare_categories(
+            x[fit_idx], self.encoder_, self.rare_flag_share, self.flags_["columns"]
+        )
+        self.density_columns_ = np.setdiff1d(
+            np.arange(x.shape[1]), np.r_[self.flags_["columns"], self.categories_["columns"]]
+        )
         if x.shape[1] == 0 or len(fit_idx) < 2:
             log.info("outliers: no features or too few reference rows; the check will pass")
             self.calibration_ = np.zeros(0)
@@ -441,7 +448,8 @@ class OutlierCheck(Check):
         }
 
     def _density_x(self, x: np.ndarray) -> np.ndarray:
-        """The columns the mixture models: every encoded column but the rare flags."""
+        """The columns the mixture models: every encoded column but the rare flags and
+        the one-hot columns of rare categories (see ``_rare_categories``)."""
         if len(self.density_columns_) == x.shape[1]:
             return x
         return x[:, self.density_columns_]
@@ -454,13 +462,15 @@ class OutlierCheck(Check):
         instead of a Gaussian dimension: a flag set in 1% of rows is 10 standard
         deviations from its mean, 50 nats under a Gaussian against 4.6 by its
         frequency, and every clean row with a flag set would outscore any in-range
-        outlier of the other columns."""
+        outlier of the other columns. Rare categories likewise (``_rare_categories``)."""
         model = self.model_
         assert model is not None
 
         def score(rows: slice) -> np.ndarray:
             block = x[rows]
-            return -model.score_samples(self._density_x(block)) + _flag_surprise(block, self.flags_)
+            surprise = _flag_surprise(block, self.flags_)
+            surprise = surprise + _category_surprise(block, self.categories_)
+            return -model.score_samples(self._density_x(block)) + surprise
 
         return self._by_chunks(x, score)
 
@@ -541,6 +551,7 @@ class OutlierCheck(Check):
             "expected_rate": first.expected,
             "components": int(self.model_.n_components),
             "rare_flags": [_encoded_names(self.encoder_)[j] for j in self.flags_["columns"]],
+            "rare_categories": [_encoded_names(self.encoder_)[j] for j in self.categories_["rare"]],
             "calibration_rows": len(self.calibration_),
             "dependence": len(found) > 1,
         }
@@ -641,6 +652,12 @@ class OutlierCheck(Check):
         if self.flags_["columns"].size:
             z[:, self.flags_["columns"]] = np.sqrt(
                 2.0 * _flag_surprise(xr, self.flags_, total=False)
+            )
+        if self.categories_["columns"].size:  # on the row's own category's column
+            z[:, self.categories_["columns"]] = np.sqrt(
+                2.0
+                * xr[:, self.categories_["columns"]]
+                * _category_surprise(xr, self.categories_, total=False, per_column=True)
             )
         names = _encoded_names(self.encoder_)
         top = np.argsort(-z, axis=1)[:, :2]
@@ -774,6 +791,98 @@ def _flag_surprise(
         np.where(v == values[:, 1], surprise[:, 1], surprise[:, 2]),
     )
     return out.sum(axis=1) if total else out
+
+
+def _rare_categories(
+    x: np.ndarray,
+    encoder: FeatureEncoder,
+    share: float = RARE_FLAG_SHARE,
+    flag_columns: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The one-hot columns of ``x`` that leave the mixture: per categorical column
+    (one-hot block), those of its categories held by fewer than ``share`` of the rows.
+
+    A one-hot column of a category held by 1% of rows is a rare flag: 10 standard
+    deviations from its mean under a Gaussian. Its rows therefore share the zero
+    state of the block's remaining columns with the rows of no category (missing,
+    or one the encoder does not keep); where that state would itself be held by
+    fewer than ``share`` of the rows, the most frequent category's column leaves
+    too (a one-hot block without one column loses nothing to a full-covariance
+    mixture). A row in the zero state adds -log of its category's share of that
+    state (add-one smoothing over its categories and "none"): the density is the
+    mixture's times that conditional frequency. Never every column: the mixture
+    needs one.
+
+    ``columns``: the encoded columns that leave the mixture; ``rare``: those of
+    rare categories; ``starts`` and ``sizes``: the blocks with a zero state to
+    score; ``surprise``: per such block, each category's surprise (0 for those
+    the mixture models) and then that of "none" (padded with 0).
+    """
+    n = len(x)
+    columns: list[int] = []
+    rare_columns: list[int] = []
+    starts: list[int] = []
+    sizes: list[int] = []
+    tables: list[np.ndarray] = []
+    k = len(encoder.numeric)
+    for cats in encoder.categories:
+        size = len(cats)
+        if size == 0 or share <= 0.0 or n == 0:
+            k += size
+            continue
+        counts = x[:, k : k + size].sum(axis=0)
+        none = n - counts.sum()
+        rare = counts < share * n
+        if rare.any():
+            drop = rare.copy()
+            if none + counts[drop].sum() < share * n and not drop.all():
+                drop[int(np.argmax(np.where(drop, -1.0, counts)))] = True
+            zero_state = none + counts[drop].sum()
+            outcomes = int(drop.sum()) + 1
+            table = np.zeros(size + 1)
+            table[:size][drop] = -np.log((counts[drop] + 1.0) / (zero_state + outcomes))
+            table[size] = -np.log((none + 1.0) / (zero_state + outcomes))
+            columns.extend(k + np.flatnonzero(drop))
+            rare_columns.extend(k + np.flatnonzero(rare))
+            starts.append(k)
+            sizes.append(size)
+            tables.append(table)
+        k += size
+    flags = flag_columns.size if flag_columns is not None else 0
+    if len(columns) + flags >= x.shape[1]:
+        columns, rare_columns, starts, sizes, tables = [], [], [], [], []
+    width = max([len(t) for t in tables], default=1)
+    return {
+        "columns": np.asarray(columns, dtype=int),
+        "rare": np.asarray(rare_columns, dtype=int),
+        "starts": np.asarray(starts, dtype=int),
+        "sizes": np.asarray(sizes, dtype=int),
+        "surprise": np.array([np.pad(t, (0, width - len(t))) for t in tables]).reshape(-1, width),
+    }
+
+
+def _category_surprise(
+    x: np.ndarray,
+    categories: dict[str, np.ndarray],
+    *,
+    total: bool = True,
+    per_column: bool = False,
+) -> np.ndarray | float:
+    """Each row's surprise over the blocks with rare categories: summed (``total``),
+    one column per block, or (``per_column``) spread over the columns that left the
+    mixture, on the row's own category's column."""
+    starts, sizes, table = categories["starts"], categories["sizes"], categories["surprise"]
+    out = np.zeros((len(x), len(starts)))
+    for i, (start, size) in enumerate(zip(starts, sizes, strict=True)):
+        block = x[:, start : start + size]
+        idx = np.where(block.max(axis=1) > 0, block.argmax(axis=1), size)
+        out[:, i] = table[i, idx]
+    if per_column:
+        block_of = np.searchsorted(starts, categories["columns"], side="right") - 1
+        return out[:, block_of]
+    if total:
+        return out.sum(axis=1) if len(starts) else 0.0
+    return out
 
 
 def _fit_mixture(
