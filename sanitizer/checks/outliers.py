@@ -9,7 +9,7 @@ BIC), i.e. a robust-to-multimodality Mahalanobis distance, and scores each row b
 its negative log-density. Rare flags (numeric columns with two reference values,
 the rarer in fewer than ``RARE_FLAG_SHARE`` of rows) stay out of the mixture and
 add their value's surprise by frequency instead (see ``_score``); so do the one-hot
-columns of categories that rare (see ``_rare_categories``).
+columns of categories held by fewer than that share (see ``_rare_categories``).
 
 Calibration is split-conformal: the mixture is fitted on one part of the reference
 and the scores of the held-out part (``calibration_fraction``) define the row
