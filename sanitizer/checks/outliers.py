@@ -874,9 +874,9 @@ def _category_surprise(
     starts, sizes, table = categories["starts"], categories["sizes"], categories["surprise"]
     out = np.zeros((len(x), len(starts)))
     for i, (start, size) in enumerate(zip(starts, sizes, strict=True)):
-        block = x[:, start : start + size]
-        idx = np.where(block.max(axis=1) > 0, block.argmax(axis=1), size)
-        out[:, i] = table[i, idx]
+        # one-hot: the category's position + 1, or 0 for none (one pass over the block)
+        code = (x[:, start : start + size] @ np.arange(1.0, size + 1.0)).astype(int)
+        out[:, i] = table[i, np.where(code > 0, code - 1, size)]
     if per_column:
         block_of = np.searchsorted(starts, categories["columns"], side="right") - 1
         return out[:, block_of]
