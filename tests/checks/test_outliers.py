@@ -830,3 +830,62 @@ def test_rare_category_state_survives_a_profile_round_trip(tmp_path) -> None:
     after = next(c for c in loaded.scan(batch).checks if c.name == "outliers")
     assert after.info["rare_categories"] == before.info["rare_categories"]
     np.testing.assert_allclose(after.row_scores, before.row_scores)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    blocks=st.lists(
+        st.lists(st.integers(min_value=0, max_value=400), min_size=1, max_size=6),
+        min_size=1,
+        max_size=3,
+    ),
+    none=st.lists(st.integers(min_value=0, max_value=100), min_size=3, max_size=3),
+    share=st.sampled_from([0.0, 0.05, 0.1, 0.3]),
+)
+def test_rare_category_surprises_are_a_distribution_over_each_zero_state(
+    blocks: list[list[int]], none: list[int], share: float
+) -> None:
+    """Whatever the category counts: only categorical columns leave the mixture, never
+    all of them with the numeric one; the modelled categories add nothing; and each
+    zero state's outcomes (its categories and "none") have probabilities exp(-surprise)
+    summing to one."""
+    from sanitizer.checks._features import FeatureEncoder
+    from sanitizer.checks.outliers import _category_surprise, _rare_categories
+
+    rows: list[np.ndarray] = []
+    for b, counts in enumerate(blocks):
+        codes = np.repeat(np.arange(len(counts) + 1), [*counts, none[b]])
+        rows.append(np.random.default_rng(b).permutation(codes))
+    n = min(len(r) for r in rows)
+    if n == 0:
+        return
+    x = [np.random.default_rng(9).normal(size=(n, 1))]
+    for counts, codes in zip(blocks, rows, strict=True):
+        one_hot = np.zeros((n, len(counts)))
+        seen = codes[:n] < len(counts)
+        one_hot[np.flatnonzero(seen), codes[:n][seen]] = 1.0
+        x.append(one_hot)
+    encoder = FeatureEncoder(
+        numeric=("x",),
+        categorical=tuple(f"c{b}" for b in range(len(blocks))),
+        center=np.zeros(1),
+        scale=np.ones(1),
+        categories=tuple(tuple(f"v{j}" for j in range(len(c))) for c in blocks),
+    )
+    xx = np.hstack(x)
+    cats = _rare_categories(xx, encoder, share)
+    assert np.all(cats["columns"] >= 1) and set(cats["rare"]) <= set(cats["columns"])
+    assert len(cats["columns"]) < xx.shape[1]
+    if share == 0.0:
+        assert cats["columns"].size == 0
+    for i, (start, size) in enumerate(zip(cats["starts"], cats["sizes"], strict=True)):
+        surprise = cats["surprise"][i, : size + 1]
+        assert np.all(np.isfinite(surprise)) and np.all(surprise >= 0.0)
+        dropped = np.isin(np.arange(start, start + size), cats["columns"])
+        assert np.all(surprise[:size][~dropped] == 0.0)
+        outcomes = np.r_[surprise[:size][dropped], surprise[size]]
+        assert np.exp(-outcomes).sum() == pytest.approx(1.0)
+        counts = xx[:, start : start + size].sum(axis=0)
+        assert np.all(counts[~dropped] >= share * n)  # the modelled categories are common
+    scores = _category_surprise(xx, cats)
+    assert np.shape(scores) in ((), (n,)) and np.all(np.isfinite(scores))
