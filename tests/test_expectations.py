@@ -127,6 +127,19 @@ def test_closed_category_sets_and_labels_admit_no_new_value() -> None:
     ]
 
 
+def _suite_and_hard_ranges(reference: pd.DataFrame) -> tuple[dict, dict[str, dict]]:
+    """The suite generated for ``reference`` (label column "label") and its hard
+    (no-exception) ranges by column."""
+    config = SanitizerConfig(label_column="label")
+    suite = generate_suite(reference, DataContract.from_reference(reference, config), name="t")
+    hard = {
+        e["kwargs"]["column"]: e["kwargs"]
+        for e in suite["expectations"]
+        if e["type"].endswith("between") and e["meta"].get("hard")
+    }
+    return suite, hard
+
+
 def test_heavy_tails_get_a_hard_range_that_large_clean_batches_pass() -> None:
     """A Pareto column (index 1.5): one clean row in 9,000 lies beyond three times the
     reference's range, so 2,000-row batches failed the hard range about one time in
@@ -141,13 +154,7 @@ def test_heavy_tails_get_a_hard_range_that_large_clean_batches_pass() -> None:
         )
 
     reference = rows(3000, 0)
-    config = SanitizerConfig(label_column="label")
-    suite = generate_suite(reference, DataContract.from_reference(reference, config), name="t")
-    hard = {
-        e["kwargs"]["column"]: e["kwargs"]
-        for e in suite["expectations"]
-        if e["type"].endswith("between") and e["meta"].get("hard")
-    }
+    suite, hard = _suite_and_hard_ranges(reference)
     z_lo, z_hi = reference["z"].min(), reference["z"].max()
     assert hard["z"]["min_value"] == pytest.approx(z_lo - 2 * (z_hi - z_lo))
     assert hard["z"]["max_value"] == pytest.approx(z_hi + 2 * (z_hi - z_lo))
@@ -181,13 +188,7 @@ def test_sparse_tails_of_small_references_get_a_hard_range_that_clean_batches_pa
         return pd.DataFrame({"count": count, "flag": flag, "label": r.integers(0, 2, n)})
 
     reference = rows(600, 0)
-    config = SanitizerConfig(label_column="label")
-    suite = generate_suite(reference, DataContract.from_reference(reference, config), name="t")
-    hard = {
-        e["kwargs"]["column"]: e["kwargs"]
-        for e in suite["expectations"]
-        if e["type"].endswith("between") and e["meta"].get("hard")
-    }
+    suite, hard = _suite_and_hard_ranges(reference)
     top = reference["count"].max()
     assert hard["count"]["max_value"] > 20 * top
     assert hard["flag"]["max_value"] == pytest.approx(3.0)  # 1 + twice the range

@@ -540,6 +540,7 @@ class OutlierCheck(Check):
             message += f", {lead.beyond} beyond the most novel reference row"
         message += f"; p={p:.2g}"
         reasons = self._reasons(x, found, flags)
+        names = _encoded_names(self.encoder_)
         info: dict[str, Any] = {
             "levels": list(self.levels),
             "flagged_per_level": first.counts,
@@ -550,8 +551,8 @@ class OutlierCheck(Check):
             "tail_shape": None if self.tail_ is None else self.tail_["shape"],
             "expected_rate": first.expected,
             "components": int(self.model_.n_components),
-            "rare_flags": [_encoded_names(self.encoder_)[j] for j in self.flags_["columns"]],
-            "rare_categories": [_encoded_names(self.encoder_)[j] for j in self.categories_["rare"]],
+            "rare_flags": [names[j] for j in self.flags_["columns"]],
+            "rare_categories": [names[j] for j in self.categories_["rare"]],
             "calibration_rows": len(self.calibration_),
             "dependence": len(found) > 1,
         }
@@ -825,11 +826,8 @@ def _rare_categories(
     sizes: list[int] = []
     tables: list[np.ndarray] = []
     k = len(encoder.numeric)
-    for cats in encoder.categories:
+    for cats in encoder.categories if share > 0.0 and n else ():
         size = len(cats)
-        if size == 0 or share <= 0.0 or n == 0:
-            k += size
-            continue
         counts = x[:, k : k + size].sum(axis=0)
         none = n - counts.sum()
         rare = counts < share * n

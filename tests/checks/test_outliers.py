@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -688,17 +689,26 @@ def test_rare_flag_columns_and_their_surprise() -> None:
     assert "flag3" in result.row_reasons[0][0]
 
 
-def test_rare_flag_state_survives_a_profile_round_trip(tmp_path) -> None:
+def _outliers_round_trip(
+    reference: pd.DataFrame, batch: pd.DataFrame, tmp_path
+) -> tuple[OutlierCheck, Any, Any]:
+    """Fit a sanitizer on ``reference``, save and load its profile: the loaded outlier
+    check and the outlier results on ``batch`` before and after."""
     from sanitizer.profile import load_profile, save_profile
 
-    reference, pool = flagged_table()
     sanitizer = Sanitizer(label_column="label", id_columns=("record_id",)).fit(reference)
-    batch, _ = inject_outliers(pool.iloc[:500].reset_index(drop=True), reference, 0.02, 1)
     before = next(c for c in sanitizer.scan(batch).checks if c.name == "outliers")
     loaded = load_profile(save_profile(sanitizer, tmp_path / "p.zip"))
     outliers = next(c for c, _ in loaded.checks_ if c.name == "outliers")
-    assert outliers.flags_["columns"].size == 8
     after = next(c for c in loaded.scan(batch).checks if c.name == "outliers")
+    return outliers, before, after
+
+
+def test_rare_flag_state_survives_a_profile_round_trip(tmp_path) -> None:
+    reference, pool = flagged_table()
+    batch, _ = inject_outliers(pool.iloc[:500].reset_index(drop=True), reference, 0.02, 1)
+    outliers, before, after = _outliers_round_trip(reference, batch, tmp_path)
+    assert outliers.flags_["columns"].size == 8
     assert after.p_value == pytest.approx(before.p_value)
     np.testing.assert_allclose(after.row_scores, before.row_scores)
 
@@ -818,16 +828,10 @@ def test_rare_categories_do_not_hide_in_range_outliers() -> None:
 
 
 def test_rare_category_state_survives_a_profile_round_trip(tmp_path) -> None:
-    from sanitizer.profile import load_profile, save_profile
-
     reference, pool = stores_table()
-    sanitizer = Sanitizer(label_column="label", id_columns=("record_id",)).fit(reference)
     batch, _ = inject_outliers(pool.iloc[:300].reset_index(drop=True), reference, 0.02, 1)
-    before = next(c for c in sanitizer.scan(batch).checks if c.name == "outliers")
-    loaded = load_profile(save_profile(sanitizer, tmp_path / "p.zip"))
-    outliers = next(c for c, _ in loaded.checks_ if c.name == "outliers")
+    outliers, before, after = _outliers_round_trip(reference, batch, tmp_path)
     assert outliers.categories_["rare"].size >= 20
-    after = next(c for c in loaded.scan(batch).checks if c.name == "outliers")
     assert after.info["rare_categories"] == before.info["rare_categories"]
     np.testing.assert_allclose(after.row_scores, before.row_scores)
 
