@@ -36,13 +36,14 @@ if TYPE_CHECKING:
     from sanitizer.checks.base import Check
     from sanitizer.engine import Sanitizer
 
-FORMAT_VERSION = 11  # 2: the outlier check's fitted tail; 3: the backdoor check's value-pair
+FORMAT_VERSION = 12  # 2: the outlier check's fitted tail; 3: the backdoor check's value-pair
 # counts; 4: the outlier check's dependence score; 5: conditional_drift's calibration slope;
 # 6: conditional_drift's held-out excess loss after fitted class offsets; 7: the label
 # check's extreme level; 8: the backdoor check's value pairs by label, the label check's
 # holdout rows (re-weighted to a shifted batch); 9: the duplicates check's conflict clusters;
 # 10: the outlier check's rare flags, scored by frequency outside the mixture; 11: and its
-# rare categories
+# rare categories; 12: the backdoor check's reference rows kept for re-weighting to a shifted
+# batch
 TRUSTED_MODEL_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 

@@ -66,7 +66,6 @@ scenario in the benchmarks) is tested exactly as before.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -78,8 +77,8 @@ from sanitizer.checks._common import (
     row_blocks,
     scoring_threads,
     shared_encoder,
-    subsample,
 )
+from sanitizer.checks._shift import domain_shift, effective_share, shift_weights
 from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
@@ -91,8 +90,6 @@ MAX_REASONS = 1000
 PREDICT_BLOCK = 16_384  # rows per model call when scoring
 MAX_CLASS_TESTS = 10  # with more classes, only the all-rows test (Bonferroni cost)
 CLASS_TEST_SHARE = 1.0 / 3.0  # share of alpha spent on the per-class tests
-SHIFT_BINS = 8  # holdout-quantile bins per feature in the domain classifier
-MIN_EFFECTIVE_SHARE = 0.1  # re-weighted holdout keeps at least this effective share
 Model = Literal["hgb", "logistic"]
 ScoreMode = Literal["knn", "model"]  # kNN agreement + model, or the model alone
 
@@ -550,7 +547,7 @@ class LabelConsistencyCheck(Check):
                 ),
                 "model": self.model,
                 "covariate_shift_p": shift_p,
-                "holdout_effective_share": (None if weights is None else _effective_share(weights)),
+                "holdout_effective_share": (None if weights is None else effective_share(weights)),
             },
         )
 
@@ -560,109 +557,20 @@ class LabelConsistencyCheck(Check):
         """The covariate-shift test's p-value and, when it is below ``shift_alpha``,
         each holdout row's weight p(batch | x) / p(holdout | x) (up to a constant).
 
-        A logistic domain classifier (L2, C = 1) tells at most ``max_shift_rows``
-        holdout rows from as many of the batch's ``rows`` (a subsample: no copy of a
-        large batch), on each varying feature's standardised value (clipped at ±5)
-        and its holdout-quantile bin (one-hot, ``SHIFT_BINS``): an additive model
-        that follows a tilt, a cut (a batch of the rows above a median) and a heavy
-        tail alike. Its likelihood-ratio statistic against the intercept alone is
-        referred to chi-square with one degree of freedom per design column
-        (conservative: the penalty shrinks the statistic, the bins are collinear).
-        The weights are truncated from above until their effective sample size is
-        at least ``MIN_EFFECTIVE_SHARE`` of the holdout: a batch from a region the
-        holdout barely covers keeps a test with that many rows, less corrected,
-        instead of none. (None, None) without a holdout or with no varying feature.
+        The domain classifier (``_shift.domain_shift``) tells at most
+        ``max_shift_rows`` holdout rows from as many of the batch's ``rows``; its
+        weights are truncated to an effective sample size of at least
+        ``MIN_EFFECTIVE_SHARE`` of the holdout (``_shift.shift_weights``). (None,
+        None) without a holdout or with no varying feature.
         """
         if self.shift_alpha is None or self.holdout_x_ is None or len(rows) == 0:
             return None, None
-        from scipy.stats import chi2
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
-        from threadpoolctl import threadpool_limits
-
-        hold = self.holdout_x_
-        pick_h = subsample(np.arange(len(hold)), self.max_shift_rows, self.seed)
-        pick_b = subsample(rows, self.max_shift_rows, self.seed + 1)
-        design = _ShiftDesign(hold)
-        if not design.width:
+        shift = domain_shift(self.holdout_x_, x, self.max_shift_rows, self.seed, rows=rows)
+        if shift is None:
             return None, None
-        z = np.vstack([design(hold[pick_h]), design(x[pick_b])])
-        side = np.r_[np.zeros(len(pick_h)), np.ones(len(pick_b))]
-        with threadpool_limits(limits=1), warnings.catch_warnings():
-            # a classifier stopped short only misses part of the shift: still valid
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf = LogisticRegression(C=1.0, max_iter=200).fit(z, side)
-        logit = clf.decision_function(z)
-        fitted = -float(
-            np.sum(np.logaddexp(0.0, -logit) * side + np.logaddexp(0.0, logit) * (1 - side))
-        )
-        share = float(side.mean())
-        null = float(len(side) * (share * np.log(share) + (1 - share) * np.log(1 - share)))
-        p = float(chi2.sf(max(0.0, 2.0 * (fitted - null)), z.shape[1]))
-        if p >= self.shift_alpha:
-            return p, None
-        odds = clf.decision_function(design(hold))
-        return p, _truncated(np.exp(odds - odds.max()), MIN_EFFECTIVE_SHARE)
-
-
-class _ShiftDesign:
-    """The domain classifier's design: per varying holdout column, its standardised
-    value clipped at ±5 and one-hot holdout-quantile bins (the first bin dropped;
-    none for a column of two values)."""
-
-    def __init__(self, hold: np.ndarray) -> None:
-        scale = hold.std(axis=0)
-        self.columns = np.flatnonzero(scale > 0)
-        self.center = hold.mean(axis=0)[self.columns]
-        self.scale = scale[self.columns]
-        inner = np.linspace(0.0, 1.0, SHIFT_BINS + 1)[1:-1]
-        # a two-valued column (a one-hot category) is its own bin indicator
-        self.edges = [
-            np.unique(np.quantile(hold[:, j], inner))
-            if np.unique(hold[:, j]).size > 2
-            else np.zeros(0)
-            for j in self.columns
-        ]
-        self.width = len(self.columns) + sum(len(e) for e in self.edges)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(x), self.width))
-        values = x[:, self.columns]
-        out[:, : len(self.columns)] = np.clip((values - self.center) / self.scale, -5.0, 5.0)
-        at = len(self.columns)
-        for j, edges in enumerate(self.edges):
-            if len(edges):
-                bins = np.searchsorted(edges, values[:, j], side="right")  # 0 .. len(edges)
-                hit = bins > 0
-                out[np.flatnonzero(hit), at + bins[hit] - 1] = 1.0
-            at += len(edges)
-        return out
-
-
-def _effective_share(w: np.ndarray) -> float:
-    """Kish's effective sample size of weights ``w``, as a share of their number."""
-    if not len(w) or w.max() <= 0:
-        return 0.0
-    w = w / w.max()  # no underflow of the squares
-    return float(w.sum() ** 2 / (w**2).sum() / len(w))
-
-
-def _truncated(weights: np.ndarray, floor: float) -> np.ndarray:
-    """``weights`` (scaled to a maximum of 1) capped from above at the largest cap
-    whose effective sample size is at least ``floor`` of the rows (all weights equal,
-    the smallest cap, always is)."""
-    w = np.maximum(weights / weights.max(), 1e-300)  # none underflowed to zero
-    if _effective_share(w) >= floor:
-        return w
-    lo, hi = float(np.log(w.min())), 0.0  # log caps: lo (all equal) meets the floor
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if _effective_share(np.minimum(w, np.exp(mid))) >= floor:
-            lo = mid
-        else:
-            hi = mid
-    capped = np.minimum(w, np.exp(lo))
-    return capped / capped.max()
+        if shift.p >= self.shift_alpha:
+            return shift.p, None
+        return shift.p, shift_weights(shift.log_odds(self.holdout_x_))
 
 
 class _ConstantModel:
@@ -715,7 +623,7 @@ def _weighted_counts(
     if not w.size or w.max() <= 0:
         return [0] * len(levels), 0
     w = w / w.max()  # no underflow of the sums in a group far from the batch
-    size = _effective_share(w) * len(w)
+    size = effective_share(w) * len(w)
     shares = levels[:, rows].astype(float) @ w / w.sum()
     return [round(size * float(s)) for s in shares], round(size)
 

@@ -242,6 +242,82 @@ def test_strong_covariate_drift_on_a_label_carrying_column_is_not_a_backdoor(see
     assert result.p_value is not None and result.p_value > 0.1
 
 
+def _tilted(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """``x1`` is ``x0`` plus noise (correlation 0.9), the label follows ``x0`` alone
+    (logit 3·x0), ``x2`` is noise, ``store`` a category independent of all (``rare``
+    in 3% of rows)."""
+    x0 = rng.normal(size=n)
+    stores = np.array(["north", "south", "east", "west", "rare"])
+    return pd.DataFrame(
+        {
+            "x0": x0,
+            "x1": 0.9 * x0 + 0.44 * rng.normal(size=n),
+            "x2": rng.normal(size=n),
+            "store": stores[rng.choice(5, n, p=[0.4, 0.3, 0.17, 0.1, 0.03])],
+            "label": (rng.random(n) < 1.0 / (1.0 + np.exp(-3.0 * x0))).astype(int),
+        }
+    )
+
+
+@cache
+def tilted() -> tuple[pd.DataFrame, pd.DataFrame, DataContract]:
+    rng = np.random.default_rng(0)
+    reference, pool = _tilted(4000, rng), _tilted(20_000, rng)
+    return reference, pool, DataContract.from_reference(reference, SanitizerConfig("label"))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_covariate_shift_is_weighted_out_of_the_label_associations(seed: int) -> None:
+    """A batch drawn towards large ``x0`` (weights exp(1.5 z)): within a bin of ``x0``
+    its label share barely moves, but outside the bin class 0 all but vanishes, so
+    the bin's odds ratio for class 0 grows; in ``x1``'s bins ``x0`` is higher than in
+    the reference. Against the reference's own counts every such batch fails (p
+    1e-5 to 4e-3); against the reference rows weighted by the domain classifier's
+    odds none does."""
+    reference, pool, contract = tilted()
+    batch, _ = attacks.covariate_drift(pool, "label", seed, size=1000, strength=1.5, column="x0")
+    unweighted = BackdoorCheck(shift_alpha=None).fit(Table(reference, contract))
+    check = BackdoorCheck().fit(Table(reference, contract))
+    assert unweighted.run(Table(batch, contract)).failed
+    result = check.run(Table(batch, contract))
+    assert not result.failed, result.message
+    assert result.info["shift_p"] < 1e-10
+    assert 0.1 <= result.info["reference_effective_share"] < 0.5
+
+
+def test_a_relabelled_category_is_caught_in_a_shifted_batch() -> None:
+    """The same shift with a trigger in ``store``: 40 rows (4%) set to ``rare`` and
+    labelled 0, the class the shift makes rare. A category has no point mass to
+    find; the re-weighted reference rows of ``rare`` keep their natural labels (the
+    classifier's weight is constant within the category), so the cell still fails
+    (p 5e-7). The weighting costs power: the reference counts now rest on a fifth of
+    its rows, and 25 such rows (2.5%) fail 4 of 6 batches (all 6 at strength 1.0,
+    where the effective share is 0.4: 40 rows; 25 rows 3 of 6)."""
+    reference, pool, contract = tilted()
+    batch, _ = attacks.covariate_drift(pool, "label", 1, size=1000, strength=1.5, column="x0")
+    rows = np.random.default_rng(2).choice(len(batch), 40, replace=False)
+    batch.loc[rows, "store"] = "rare"
+    batch.loc[rows, "label"] = 0
+    result = BackdoorCheck().fit(Table(reference, contract)).run(Table(batch, contract))
+    assert result.failed and result.info["shift_p"] < 0.01
+    assert 0.1 <= result.info["reference_effective_share"] < 0.5
+    top = result.info["findings"][0]
+    assert (top["feature"], top["cell"], top["label"]) == ("store", "== rare", "0")
+    assert result.row_flags is not None and result.row_flags[rows].mean() >= 0.9
+
+
+def test_shift_options() -> None:
+    with pytest.raises(ValueError, match="shift_alpha"):
+        BackdoorCheck(shift_alpha=1.5)
+    with pytest.raises(ValueError, match="max_shift_rows"):
+        BackdoorCheck(max_shift_rows=5)
+    reference, pool, contract = tilted()
+    check = BackdoorCheck(shift_alpha=None).fit(Table(reference, contract))
+    assert check.shift_x_ is None
+    batch, _ = attacks.covariate_drift(pool, "label", 0, size=1000, strength=1.5, column="x0")
+    assert "shift_p" not in check.run(Table(batch, contract)).info
+
+
 # -- edge cases -------------------------------------------------------------------
 
 
@@ -541,3 +617,20 @@ def test_value_pairs_survive_a_profile_round_trip(tmp_path) -> None:
     assert first.failed and first.info["findings"][0]["feature"] == "q0 & q2"
     assert second.p_value == first.p_value
     assert second.info["findings"] == first.info["findings"]
+
+
+def test_shift_reweighting_survives_a_profile_round_trip(tmp_path) -> None:
+    from sanitizer.profile import load_profile, save_profile
+
+    reference, pool, _ = tilted()
+    batch, _ = attacks.covariate_drift(pool, "label", 1, size=1000, strength=1.5, column="x0")
+    batch.loc[:39, ["store", "label"]] = ["rare", 0]
+    fitted = Sanitizer(label_column="label").fit(reference)
+    loaded = load_profile(save_profile(fitted, tmp_path / "p.zip"))
+    first, second = (
+        next(c for c in s.scan(batch).checks if c.name == "backdoor") for s in (fitted, loaded)
+    )
+    assert first.failed and first.info["shift_p"] < 0.01
+    assert second.p_value == first.p_value
+    first.info.pop("seconds"), second.info.pop("seconds")
+    assert second.info == first.info

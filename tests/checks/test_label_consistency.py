@@ -535,21 +535,6 @@ def test_weighted_counts_use_the_group_and_kish_size() -> None:
     assert size == 1 and counts == [0, 0]
 
 
-def test_truncated_weights_keep_their_order_and_the_effective_size_floor() -> None:
-    from sanitizer.checks.label_consistency import _effective_share, _truncated
-
-    rng = np.random.default_rng(0)
-    heavy = np.exp(rng.normal(scale=6.0, size=2000))  # effective share ~ 1 row
-    assert _effective_share(heavy) < 0.01
-    capped = _truncated(heavy, 0.1)
-    assert 0.1 <= _effective_share(capped) < 0.11
-    order = np.argsort(heavy)
-    assert np.all(np.diff(capped[order]) >= 0)  # capped from above only
-    mild = rng.uniform(0.5, 1.5, size=2000)
-    assert np.allclose(_truncated(mild, 0.1), mild / mild.max())
-    assert _effective_share(_truncated(np.r_[1.0, np.zeros(99)], 0.1)) >= 0.1
-
-
 def test_a_batch_cut_at_a_features_median_is_not_called_flipped(data):
     """A cut is not a log-linear tilt: the domain classifier's quantile bins follow it
     (with the standardised values alone: p 3e-8, 2e-7, 2e-12; without re-weighting
