@@ -83,19 +83,20 @@ def test_default_checks_round_trip(
     tmp_path: Path, fitted: Sanitizer, clean_batch: pd.DataFrame
 ) -> None:
     """Every built-in check survives save/load: the loaded profile scans identically
-    (a batch of the rows with the larger first feature: the label check re-weights
-    its holdout to it)."""
+    (a batch of the rows with the larger first feature, and that batch with flipped
+    labels: the label check fails it and re-weights its holdout to it)."""
     from sanitizer import attacks
 
     loaded = load_profile(save_profile(fitted, tmp_path / "p.zip"))
     poisoned, _ = attacks.flip_labels_random(clean_batch, "label", 3, rate=0.1)
     first = fitted.contract_.numeric[0]
     shifted = clean_batch[clean_batch[first] > clean_batch[first].median()]
-    for batch in (clean_batch, poisoned, shifted):
+    shifted_flipped, _ = attacks.flip_labels_random(shifted, "label", 4, rate=0.1)
+    for batch in (clean_batch, poisoned, shifted, shifted_flipped):
         a, b = _comparable(fitted.scan(batch).to_dict()), _comparable(loaded.scan(batch).to_dict())
         assert a == b
-    label = next(c for c in loaded.scan(shifted).checks if c.name == "label_consistency")
-    assert label.info["holdout_effective_share"] is not None
+    label = next(c for c in loaded.scan(shifted_flipped).checks if c.name == "label_consistency")
+    assert label.failed and label.info["holdout_effective_share"] is not None
 
 
 def _comparable(d: dict) -> dict:

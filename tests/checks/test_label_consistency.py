@@ -503,6 +503,19 @@ def test_an_unshifted_batch_is_tested_exactly_as_without_reweighting(data, check
         LabelConsistencyCheck(max_shift_rows=5)
 
 
+def test_a_passing_batch_is_not_tested_for_a_shift(data, check):
+    """Re-weighting can clear a failing batch, never fail a passing one: a passing
+    batch skips the domain classifier (and its cost), shifted or not."""
+    ref, pool = data
+    batch = next(_batches(pool, 400, 1, seed=8))[1]
+    mild = pool[pool["x0"] > pool["x0"].quantile(0.2)].sample(400, random_state=1)
+    for frame in (batch, mild.reset_index(drop=True)):
+        result = check.run(_table(frame, ref))
+        assert not result.failed
+        assert result.info["covariate_shift_p"] is None
+        assert result.info["holdout_effective_share"] is None
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.integers(0, 3), min_size=1, max_size=60),
