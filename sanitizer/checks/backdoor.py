@@ -242,7 +242,7 @@ class BackdoorCheck(Check):
         adjusted, counted, p_batch = self._adjust(tests, families)
         shift_info: dict[str, float] = {}
         if p_batch < self.alpha:
-            weighted = self._shifted_counts(batch, y)
+            weighted = self._shifted_counts(batch)
             if weighted is not None:
                 counts, shift_info = weighted
                 if counts:
@@ -352,9 +352,7 @@ class BackdoorCheck(Check):
         p_batch = float(adjusted[effect_ok].min()) if effect_ok.any() else 1.0
         return adjusted, counted, p_batch
 
-    def _shifted_counts(
-        self, batch: Table, y: np.ndarray
-    ) -> tuple[list[np.ndarray], dict[str, float]] | None:
+    def _shifted_counts(self, batch: Table) -> tuple[list[np.ndarray], dict[str, float]] | None:
         """Per tested column, the reference's (cell, class) counts re-weighted to the
         batch's features, if they demonstrably differ from the reference's.
 
