@@ -27,8 +27,7 @@ MIN_EFFECTIVE_SHARE = 0.1  # re-weighted reference keeps at least this effective
 class ShiftDesign:
     """The domain classifier's design: per varying reference column, its standardised
     value clipped at ±5 and one-hot reference-quantile bins (the first bin dropped;
-    none for a column of two values). ``source[c]`` is design column ``c``'s column
-    of the encoded matrix."""
+    none for a column of two values)."""
 
     def __init__(self, reference: np.ndarray) -> None:
         scale = reference.std(axis=0)
@@ -44,10 +43,6 @@ class ShiftDesign:
             for j in self.columns
         ]
         self.width = len(self.columns) + sum(len(e) for e in self.edges)
-        self.source = np.concatenate(
-            [self.columns]
-            + [np.full(len(e), j) for j, e in zip(self.columns, self.edges, strict=True)]
-        ).astype(np.int64)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = np.zeros((len(x), self.width))
@@ -73,13 +68,9 @@ class DomainShift:
     design: ShiftDesign
     coef: np.ndarray
 
-    def log_odds(self, x: np.ndarray, drop: np.ndarray | None = None) -> np.ndarray:
-        """log p(batch | x) / p(reference | x) of rows ``x``, up to a constant; without
-        the additive terms of the encoded columns ``drop``."""
-        coef = self.coef
-        if drop is not None and len(drop):
-            coef = np.where(np.isin(self.design.source, drop), 0.0, coef)
-        return self.design(x) @ coef
+    def log_odds(self, x: np.ndarray) -> np.ndarray:
+        """log p(batch | x) / p(reference | x) of rows ``x``, up to a constant."""
+        return self.design(x) @ self.coef
 
 
 def domain_shift(

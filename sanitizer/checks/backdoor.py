@@ -242,12 +242,10 @@ class BackdoorCheck(Check):
         adjusted, counted, p_batch = self._adjust(tests, families)
         shift_info: dict[str, float] = {}
         if p_batch < self.alpha:
-            weighted = self._shifted_counts(batch)
-            if weighted is not None:
-                counts, shift_info = weighted
-                if counts:
-                    tests = self._tests(batch, y, families, counts)
-                    adjusted, counted, p_batch = self._adjust(tests, families)
+            counts, shift_info = self._shifted_counts(batch)
+            if counts is not None:
+                tests = self._tests(batch, y, families, counts, reuse=tests)
+                adjusted, counted, p_batch = self._adjust(tests, families)
         n_tests = sum(counted.values())
         p_all = np.concatenate([t.p for t in tests]) if tests else np.zeros(0)
 
@@ -302,16 +300,23 @@ class BackdoorCheck(Check):
         )
 
     def _tests(
-        self, batch: Table, y: np.ndarray, families: list[str], ref_counts: list[np.ndarray]
+        self,
+        batch: Table,
+        y: np.ndarray,
+        families: list[str],
+        ref_counts: list[np.ndarray],
+        reuse: list[_Tests] | None = None,
     ) -> list[_Tests]:
         """Every test of the batch: per numeric column its point masses and its bins'
         label associations, per categorical column its values' label associations
         (against ``ref_counts``, one (cells, classes) count table per column, numeric
-        first), and the value pairs."""
+        first), and the value pairs. ``reuse``: an earlier call's tests, whose point
+        masses and value pairs do not depend on ``ref_counts`` and are kept."""
+        kept = iter([t for t in reuse if t.kind != "label"] if reuse else [])
         tests: list[_Tests] = []
         columns = batch.numeric_columns  # contiguous float64 columns, no matrix copy
         for j, name in enumerate(self.numeric_):
-            masses = self._point_masses(name, j, columns)
+            masses = next(kept) if reuse else self._point_masses(name, j, columns)
             tests.append(masses)
             cells = _cell_codes(self.edges_[j], columns[j])
             # Rows explained by a point mass do not also count in their bin's label
@@ -327,7 +332,7 @@ class BackdoorCheck(Check):
             names = [f"== {v}" for v in values]
             tests.append(self._label_tests(name, codes, y, ref_counts[offset + c], names))
         if "pair" in families:
-            tests.append(self._pair_tests(batch, families=len(families)))
+            tests.append(next(kept) if reuse else self._pair_tests(batch, families=len(families)))
         return tests
 
     def _adjust(
@@ -352,7 +357,7 @@ class BackdoorCheck(Check):
         p_batch = float(adjusted[effect_ok].min()) if effect_ok.any() else 1.0
         return adjusted, counted, p_batch
 
-    def _shifted_counts(self, batch: Table) -> tuple[list[np.ndarray], dict[str, float]] | None:
+    def _shifted_counts(self, batch: Table) -> tuple[list[np.ndarray] | None, dict[str, float]]:
         """Per tested column, the reference's (cell, class) counts re-weighted to the
         batch's features, if they demonstrably differ from the reference's.
 
@@ -367,18 +372,19 @@ class BackdoorCheck(Check):
         The classifier sees features only, and a weight that depends on a trigger's
         value is constant within the trigger's cell: the cell's reference rows keep
         their natural labels, so a relabelled cell cannot explain itself away.
-        None: no shift test (off, or nothing to weight); no counts: no shift found.
+        No counts (None) without a shift found; the info is empty without a test (off,
+        or nothing to weight).
         """
         if self.shift_alpha is None or self.shift_x_ is None:
-            return None
+            return None, {}
         shift = domain_shift(
             self.shift_x_, batch.encoded(self.encoder_), self.max_shift_rows, self.random_state
         )
         if shift is None:
-            return None
+            return None, {}
         info = {"shift_p": shift.p}
         if shift.p >= self.shift_alpha:
-            return [], info
+            return None, info
         w = shift_weights(shift.log_odds(self.shift_x_))
         share = effective_share(w)
         scale = share * len(w) / w.sum()
