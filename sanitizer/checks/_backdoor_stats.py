@@ -284,26 +284,46 @@ def _excess_tests(
     ref: np.ndarray,
     n: int | np.ndarray,
     m: int | np.ndarray,
-    eligible: np.ndarray,
+    min_rows: int,
     min_fold: float,
+    max_rows: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One-sided Fisher tests of cells' batch counts against their reference counts.
 
     ``batch`` and ``ref``: each cell's count among the ``n`` batch and ``m`` reference
     rows (scalars, or one per cell: a cell within a class counts among that class's
-    rows). Returns each test's smallest attainable p-value (for Tarone's count), which
-    tests can become findings (``eligible`` and at least ``min_fold`` times the
-    reference frequency, add-one smoothed), and their p-values (1 for the others:
-    only those need the exact tail).
+    rows). A test can become a finding when its batch count is within
+    [``min_rows``, ``max_rows``] and at least ``min_fold`` times the reference
+    frequency (add-one smoothed). Returns each test's smallest p-value among the
+    outcomes that could be findings given its margins (for Tarone's count; 1 where
+    none could: a value a fifth of the reference holds can never be five times as
+    frequent in the batch, so it costs the family nothing), which tests are findings,
+    and their p-values (1 for the others: only those need the exact tail).
     """
     from scipy.stats import hypergeom
 
     total = batch + ref
     n_all = np.broadcast_to(np.asarray(n), total.shape)
     m_all = np.broadcast_to(np.asarray(m), total.shape)
+
+    def fold(x: np.ndarray) -> np.ndarray:
+        return (x / np.maximum(n_all, 1)) / ((total - x + 1) / (m_all + 1))
+
+    def eligible(x: np.ndarray) -> np.ndarray:
+        ok = x >= min_rows
+        return ok if max_rows is None else ok & (x <= max_rows)
+
+    # Fisher's p falls and the fold rises with the batch count, so the smallest p a
+    # finding can have is at the largest count the margins and max_rows allow.
+    top = np.minimum(total, n_all)
+    capped = top if max_rows is None else np.minimum(top, np.floor(max_rows))
     p_min = _hyper_max_pmf(n_all + m_all, total, n_all)
-    fold = (batch / np.maximum(n_all, 1)) / ((ref + 1) / (m_all + 1))
-    effect_ok = eligible & (fold >= min_fold)
+    cut = capped < top
+    if cut.any():
+        p_min = p_min.copy()
+        p_min[cut] = hypergeom.sf(capped[cut] - 1, (n_all + m_all)[cut], total[cut], n_all[cut])
+    p_min = np.where(eligible(capped) & (fold(capped) >= min_fold), p_min, 1.0)
+    effect_ok = eligible(batch) & (fold(batch) >= min_fold)
     p = np.ones(len(batch))
     ok = effect_ok
     p[ok] = hypergeom.sf(batch[ok] - 1, n_all[ok] + m_all[ok], total[ok], n_all[ok])

@@ -49,7 +49,10 @@ signals, all vectorised:
 Multiple testing: all the exact tests are conditional on their margins, so Tarone's
 refinement of Bonferroni applies — only tests whose smallest attainable p-value
 could reach the level are counted (for a continuous column, only values that occur
-at least twice in batch ∪ reference), which keeps the correction small without
+at least twice in batch ∪ reference; for point masses and value pairs, only those
+whose margins allow a count that is also ``min_fold`` times the reference
+frequency: a value a fifth of the reference holds can never be five times as
+frequent in the batch), which keeps the correction small without
 giving up the family-wise guarantee. The test families (point masses, label
 associations, and value pairs where the reference has two discrete numeric
 columns) each get an equal share of alpha and their own count; the batch p-value
@@ -516,8 +519,9 @@ class BackdoorCheck(Check):
         within = batch_rows * ref_rows.sum() >= ref_rows * batch_rows.sum()
         margin_b = np.where(within, batch_rows, batch_rows.sum())[label_of]
         margin_r = np.where(within, ref_rows, ref_rows.sum())[label_of]
-        eligible = (c >= self.min_rows) & (c <= MAX_CELL_SHARE * n)
-        p_min, effect_ok, p = _excess_tests(c, r, margin_b, margin_r, eligible, self.min_fold)
+        p_min, effect_ok, p = _excess_tests(
+            c, r, margin_b, margin_r, self.min_rows, self.min_fold, MAX_CELL_SHARE * n
+        )
         count = tarone_count(p_min, self.alpha / families)
         findings: dict[int, _Lazy] = {}
         for i in np.flatnonzero(effect_ok & (p * count * families < 1.0)):
@@ -579,7 +583,7 @@ class BackdoorCheck(Check):
         cand = np.flatnonzero((total >= 2) & (counts >= 1))
         uniq = cand_values
         c, r = counts[cand], ref_counts[cand]
-        p_min, effect_ok, p = _excess_tests(c, r, n_b, m, c >= self.min_rows, self.min_fold)
+        p_min, effect_ok, p = _excess_tests(c, r, n_b, m, self.min_rows, self.min_fold)
         findings: dict[int, _Lazy] = {}
         for i in np.flatnonzero(effect_ok):
             u = cand[i]

@@ -26,6 +26,45 @@ def test_hyper_max_pmf_is_the_pmf_at_the_largest_possible_count() -> None:
     assert np.allclose(_hyper_max_pmf(total, successes, draws), expected)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(5, 60),
+    m=st.integers(5, 200),
+    total=st.integers(0, 80),
+    min_rows=st.integers(2, 6),
+    min_fold=st.sampled_from([1.0, 3.0, 5.0]),
+    cap=st.sampled_from([None, 0.5]),
+)
+def test_excess_p_min_is_the_smallest_p_a_finding_can_have(
+    n: int, m: int, total: int, min_rows: int, min_fold: float, cap: float | None
+) -> None:
+    # Brute force over every batch count the margins allow: which could be findings,
+    # and the smallest Fisher p-value among them (1 if none could: Tarone's count
+    # must not pay for a test that can never fail the batch).
+    total = min(total, n + m)
+    max_rows = None if cap is None else cap * n
+    xs = np.arange(max(0, total - m), min(total, n) + 1)
+    ref = total - xs
+    fold = (xs / n) / ((ref + 1) / (m + 1))
+    finding = (xs >= min_rows) & (fold >= min_fold) & (max_rows is None or xs <= max_rows)
+    p = hypergeom.sf(xs - 1, n + m, total, n)
+    expected = p[finding].min() if finding.any() else 1.0
+    p_min, ok, p_each = _backdoor_stats._excess_tests(xs, ref, n, m, min_rows, min_fold, max_rows)
+    assert np.allclose(p_min, expected, rtol=1e-9, atol=1e-300)
+    assert np.array_equal(ok, finding)
+    assert np.allclose(p_each[finding], p[finding]) and np.all(p_each[~finding] == 1.0)
+
+
+def test_excess_common_value_costs_nothing() -> None:
+    # A value 40% of the reference holds can never be five times as frequent in the
+    # batch: it does not count, where a value the reference never holds does.
+    p_min, _, _ = _backdoor_stats._excess_tests(
+        np.array([90, 4]), np.array([2000, 0]), 200, 5000, 2, 5.0
+    )
+    assert p_min[0] == 1.0 and p_min[1] < 1e-5
+    assert _tarone_count(p_min, 0.001) == 1
+
+
 def _searched(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
     cells = np.searchsorted(edges, values)
     cells[np.isnan(values)] = -1
