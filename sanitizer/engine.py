@@ -192,35 +192,46 @@ class Sanitizer:
         return np.sort(rng.choice(n, size=policy.screen_rows, replace=False)), seed
 
     def _run_screen(self, table: Table, sample: Table) -> list[CheckResult]:
-        """The screen: the statistical checks on the sample, and beside them, in a
-        second thread, the checks of every row (the schema: GX validates in Python,
-        on one core).
+        """The screen: the checks of every row (the schema: GX validates in Python, on
+        one core) and the statistical checks on the sample, on two workers.
 
-        The two sets share no state: each check has its own fitted state and the
-        sample is a table of its own. GX's quiet blocks and the label check save and
-        restore the process's warning filters, which interleaved blocks in two threads
-        can leave changed; the outer block restores them once both are done.
+        The whole-batch checks start first and hold a core each (``reserve_core``);
+        the statistical checks follow in order on whichever worker is free, sharing
+        the other cores (``share_cores``), so that the second core does not idle once
+        the schema is done (1M rows: 2.6 s → 2.3 s). The checks share no state: each
+        has its own fitted state, and the sample is a table of its own whose cached
+        views two checks may at worst both compute. GX's quiet blocks and the label
+        check save and restore the process's warning filters, which interleaved
+        blocks in two threads can leave changed; the outer block restores them once
+        every check is done.
         """
         import warnings
         from concurrent.futures import ThreadPoolExecutor
 
-        whole = [(i, c, s) for i, (c, s) in enumerate(self.checks_) if not c.screenable]
-        results: dict[int, CheckResult] = {}
+        order = [i for i, (c, _) in enumerate(self.checks_) if not c.screenable]
+        order += [i for i, (c, _) in enumerate(self.checks_) if c.screenable]
         with (
             warnings.catch_warnings(),
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sanitizer-schema") as pool,
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="sanitizer-screen") as pool,
         ):
-            futures = {i: pool.submit(self._run_beside, c, s, table) for i, c, s in whole}
-            for i, (c, s) in enumerate(self.checks_):
-                if c.screenable:
-                    results[i] = self._run(c, s, sample)
-            results |= {i: f.result() for i, f in futures.items()}
+            futures = {
+                i: pool.submit(self._run_side_by_side, *self.checks_[i], table, sample)
+                for i in order
+            }
+            results = {i: f.result() for i, f in futures.items()}
         return [results[i] for i in range(len(self.checks_))]
 
-    def _run_beside(self, check: Check, severity: str, table: Table) -> CheckResult:
-        from sanitizer.checks._common import reserve_core
+    def _run_side_by_side(
+        self, check: Check, severity: str, table: Table, sample: Table
+    ) -> CheckResult:
+        """One check of the screen: a statistical check on the sample, sharing the
+        cores; any other on every row, holding one."""
+        from sanitizer.checks._common import reserve_core, share_cores
 
-        with reserve_core():  # the statistical checks score on the other cores meanwhile
+        if check.screenable:
+            with share_cores():
+                return self._run(check, severity, sample)
+        with reserve_core():
             return self._run(check, severity, table)
 
     def _run(self, check: Check, severity: str, table: Table) -> CheckResult:

@@ -384,19 +384,21 @@ def test_the_schema_sees_rows_outside_the_screen(screening: tuple) -> None:
 def test_the_schema_runs_beside_the_screen(
     screening: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The whole-batch schema runs in a second thread while the statistical checks
-    screen the sample: the schema waits for a statistical check to start, which a
-    sequential scan would never let it see. A schema that raises is an error that
-    quarantines, and the warning filters that both threads' quiet blocks save and
-    restore are the caller's again afterwards."""
+    """The whole-batch schema runs on one worker while the statistical checks screen
+    the sample on the other, and once it is done two statistical checks run side by
+    side: the schema waits for a statistical check to start, and the label check for
+    the next one, which a sequential scan would never let them see. A schema that
+    raises is an error that quarantines, and the warning filters that the threads'
+    quiet blocks save and restore are the caller's again afterwards."""
     import threading
     import warnings
 
     screened, _, batch = screening
     checks = {c.name: c for c, _ in screened.checks_}
-    started = threading.Event()
+    started, next_started = threading.Event(), threading.Event()
     threads: dict[str, str] = {}
     schema_run, label_run = checks["schema"].run, checks["label_consistency"].run
+    duplicates_run = checks["duplicates"].run
 
     def schema(table: Table) -> CheckResult:
         threads["schema"] = threading.current_thread().name
@@ -408,16 +410,23 @@ def test_the_schema_runs_beside_the_screen(
     def label(table: Table) -> CheckResult:
         threads["label_consistency"] = threading.current_thread().name
         started.set()
+        assert next_started.wait(timeout=60), "the next check did not run beside this one"
         return label_run(table)
+
+    def duplicates(table: Table) -> CheckResult:
+        threads["duplicates"] = threading.current_thread().name
+        next_started.set()
+        return duplicates_run(table)
 
     monkeypatch.setattr(checks["schema"], "run", schema)
     monkeypatch.setattr(checks["label_consistency"], "run", label)
+    monkeypatch.setattr(checks["duplicates"], "run", duplicates)
     filters = list(warnings.filters)
     report = screened.scan(batch)
     assert report.verdict == "pass" and report.screen["outcome"] == "passed"  # type: ignore[index]
     assert [c.name for c in report.checks] == [c.name for c, _ in screened.checks_]
-    assert threads["schema"].startswith("sanitizer-schema")
-    assert threads["label_consistency"] == threading.current_thread().name
+    assert all(name.startswith("sanitizer-screen") for name in threads.values())
+    assert threads["schema"] != threads["label_consistency"] != threads["duplicates"]
     assert warnings.filters == filters
 
     def broken(table: Table) -> CheckResult:

@@ -27,35 +27,51 @@ def one_thread() -> Any:
 
 
 _reserved_cores = [0]  # cores taken by whole-batch checks running beside the others
+_sharing = [0]  # statistical checks running side by side, sharing the other cores
 _reserved_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def reserve_core() -> Iterator[None]:
+def _counted(counter: list[int]) -> Iterator[None]:
+    with _reserved_lock:
+        counter[0] += 1
+    try:
+        yield
+    finally:
+        with _reserved_lock:
+            counter[0] -= 1
+
+
+def reserve_core() -> contextlib.AbstractContextManager[None]:
     """While the enclosed block runs, ``available_cores()`` counts one core fewer.
 
     The engine's screen runs the schema (GX, one core) beside the statistical checks:
     their scoring pools would otherwise put three busy threads on two cores.
     """
-    with _reserved_lock:
-        _reserved_cores[0] += 1
-    try:
-        yield
-    finally:
-        with _reserved_lock:
-            _reserved_cores[0] -= 1
+    return _counted(_reserved_cores)
+
+
+def share_cores() -> contextlib.AbstractContextManager[None]:
+    """While the enclosed block runs, it shares the unreserved cores with the other
+    blocks in one: ``available_cores()`` is their share.
+
+    The engine's screen runs two statistical checks at a time on the sample; each
+    scoring pool gets half the cores, not all of them twice over.
+    """
+    return _counted(_sharing)
 
 
 def available_cores() -> int:
     """The CPU cores this process may run on (its affinity mask, not the machine's
-    count), less those a ``reserve_core`` block holds; at least one."""
+    count), less those a ``reserve_core`` block holds, divided among the
+    ``share_cores`` blocks running; at least one."""
     import os
 
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity API (macOS)
         cores = os.cpu_count() or 1
-    return max(1, cores - _reserved_cores[0])
+    return max(1, (cores - _reserved_cores[0]) // max(1, _sharing[0]))
 
 
 def scoring_threads(n_threads: int | None, n_rows: int, min_rows: int) -> int:

@@ -65,3 +65,28 @@ def test_a_reserved_core_is_not_offered_to_scoring_pools(monkeypatch: pytest.Mon
     with pytest.raises(RuntimeError), reserve_core():
         raise RuntimeError("schema broke")
     assert available_cores() == 2
+
+
+def test_checks_side_by_side_share_the_unreserved_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The screen runs two statistical checks at a time: each pool gets its share of
+    the cores the schema does not hold, at least one, and all of them when alone."""
+    import os
+
+    from sanitizer.checks._common import available_cores, reserve_core, share_cores
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    with share_cores():
+        assert available_cores() == 8
+        with reserve_core():
+            assert available_cores() == 7
+        with share_cores():
+            assert available_cores() == 4
+            with reserve_core():
+                assert available_cores() == 3
+    assert available_cores() == 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    with reserve_core(), share_cores(), share_cores():
+        assert available_cores() == 1
+    with pytest.raises(RuntimeError), share_cores():
+        raise RuntimeError("a check broke")
+    assert available_cores() == 2
