@@ -64,8 +64,9 @@ def _design(frame: pd.DataFrame) -> np.ndarray:
     return pd.get_dummies(features, dtype=float).fillna(0.0).to_numpy(dtype=float)
 
 
-def cross_fitted(frame: pd.DataFrame, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
-    """Each row's out-of-fold class probabilities, the label codes, and the model's name."""
+def cross_fitted(frame: pd.DataFrame, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Each row's out-of-fold class probabilities (columns in sorted label order) and
+    the model's name."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
@@ -87,7 +88,7 @@ def cross_fitted(frame: pd.DataFrame, seed: int = 0) -> tuple[np.ndarray, np.nda
         if best is None or loss < best[0]:
             best = (loss, p, name)
     assert best is not None
-    return np.clip(best[1], 1e-6, 1.0), y, best[2]
+    return np.clip(best[1], 1e-6, 1.0), best[2]
 
 
 def _given(p: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -140,9 +141,7 @@ def model_world(
     return row
 
 
-def well_informed(
-    frame: pd.DataFrame, p: np.ndarray, y: np.ndarray, size: int, seeds: int
-) -> dict[str, float]:
+def well_informed(frame: pd.DataFrame, p: np.ndarray, size: int, seeds: int) -> dict[str, float]:
     """Mean AUROC of 1 − p̂(given label) on real batches with the benchmark's flips."""
     out: dict[str, list[float]] = {"random 5%": [], "random 10%": [], "targeted 5%": []}
     classes = np.unique(frame[LABEL].to_numpy())
@@ -182,11 +181,11 @@ def main() -> int:
     ]
     for name in args.datasets.split(","):
         frame = catalogue[name]()
-        p, y, model = cross_fitted(frame)
+        p, model = cross_fitted(frame)
         for size in sizes:
             if 2 * size > len(frame):
                 continue
-            real = well_informed(frame, p, y, size, args.seeds)
+            real = well_informed(frame, p, size, args.seeds)
             rng = np.random.default_rng(7)
             world = {rate: model_world(p, size, rate, rng) for rate in RATES}
             power = [

@@ -320,7 +320,6 @@ def _excess_tests(
     p_min = _hyper_max_pmf(n_all + m_all, total, n_all)
     cut = capped < top
     if cut.any():
-        p_min = p_min.copy()
         p_min[cut] = hypergeom.sf(capped[cut] - 1, (n_all + m_all)[cut], total[cut], n_all[cut])
     p_min = np.where(eligible(capped) & (fold(capped) >= min_fold), p_min, 1.0)
     effect_ok = eligible(batch) & (fold(batch) >= min_fold)
