@@ -295,7 +295,8 @@ def comparison_rows(sanitizer: Sanitizer, check: str | None, n_ref: int) -> tupl
     """Reference rows the attack's own check judges a batch against, and how far a
     model may take it below the exchangeable floor.
 
-    The label check tests against its holdout (the rows its models never saw), the
+    The label check tests against its calibration rows (every reference row, scored
+    by the fold model that never saw it), the
     outlier check against its held-out calibration scores, whose tail tests (a quarter
     of the check's level with the density alone, a fifth each with the dependence
     score) may strengthen the rank evidence ``tail_gain``-fold; the other checks use

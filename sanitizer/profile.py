@@ -36,14 +36,16 @@ if TYPE_CHECKING:
     from sanitizer.checks.base import Check
     from sanitizer.engine import Sanitizer
 
-FORMAT_VERSION = 12  # 2: the outlier check's fitted tail; 3: the backdoor check's value-pair
+FORMAT_VERSION = 13  # 2: the outlier check's fitted tail; 3: the backdoor check's value-pair
 # counts; 4: the outlier check's dependence score; 5: conditional_drift's calibration slope;
 # 6: conditional_drift's held-out excess loss after fitted class offsets; 7: the label
 # check's extreme level; 8: the backdoor check's value pairs by label, the label check's
 # holdout rows (re-weighted to a shifted batch); 9: the duplicates check's conflict clusters;
 # 10: the outlier check's rare flags, scored by frequency outside the mixture; 11: and its
 # rare categories; 12: the backdoor check's reference rows kept for re-weighting to a shifted
-# batch
+# batch; 13: the label check's and conditional_drift's cross-fitting (every reference row
+# calibrates, scored by the fold model fitted without it; conditional_drift keeps its fold
+# models)
 TRUSTED_MODEL_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 

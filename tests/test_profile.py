@@ -96,7 +96,7 @@ def test_default_checks_round_trip(
         a, b = _comparable(fitted.scan(batch).to_dict()), _comparable(loaded.scan(batch).to_dict())
         assert a == b
     label = next(c for c in loaded.scan(shifted_flipped).checks if c.name == "label_consistency")
-    assert label.failed and label.info["holdout_effective_share"] is not None
+    assert label.failed and label.info["calibration_effective_share"] is not None
 
 
 def _comparable(d: dict) -> dict:
@@ -144,7 +144,7 @@ def test_a_profile_of_another_format_is_refused_with_a_refit_hint(
     with zipfile.ZipFile(path) as z:
         members = {name: z.read(name) for name in z.namelist()}
     doc = json.loads(members["profile.json"])
-    assert doc["format"] == FORMAT_VERSION == 12
+    assert doc["format"] == FORMAT_VERSION == 13
     doc["format"] = 9
     members["profile.json"] = json.dumps(doc).encode()
     old = tmp_path / "old.zip"

@@ -25,13 +25,14 @@ regions, backdoors). The issue asks for that case to quarantine, so it is a
 the engine's config, and keeping them apart lets an operator switch either one
 off, or demote it to ``warn``, without touching the other; the two also cost very
 different amounts (a model fit once vs. a classifier per batch).
-``conditional_drift`` fits a classifier on one part of the reference and records,
-on the held-out part, each row's *excess loss*: its log-loss minus the entropy of
+``conditional_drift`` cross-fits classifiers on the reference (five folds, each
+model fitted on the other four) and records, for every reference row scored by
+the model that never saw it, its *excess loss*: its log-loss minus the entropy of
 the predicted distribution, whose expectation is zero wherever the model is
 calibrated, so a pure covariate shift does not move it. A prior shift changes
 P(label | features) by per-class factors only, and is ``drift``'s business: before
 the excess is computed, the model's log-probabilities get per-class offsets fitted
-to the rows' labels by maximum likelihood (the held-out rows' own at fit, the
+to the rows' labels by maximum likelihood (the reference rows' own at fit, the
 batch's at scan), which absorb such factors exactly and stay near zero where
 P(label | features) did not move and the model is calibrated. (Re-weighting the
 probabilities to the batch's label prior instead is right under a prior shift and
@@ -39,10 +40,10 @@ wrong under a covariate shift, which moves the label prior too while P(label |
 features) stays: on weakly predictable labels batches drawn with weights
 exp(0.5 z) on the strongest feature gained 0.04 nats that way, and 4 to 5 of 5
 such 3,000- and 10,000-row batches failed.) The
-batch test is a one-sided Welch t-test of mean excess loss, batch vs held-out
+batch test is a one-sided Welch t-test of mean excess loss, batch vs out-of-fold
 reference, with a ``min_effect`` floor in nats so that huge batches are not failed
-by a negligible miscalibration; the floor is above the held-out mean's upper bound
-(two standard errors), not the mean itself, or a held-out sample whose mean came
+by a negligible miscalibration; the floor is above the reference mean's upper bound
+(two standard errors), not the mean itself, or a reference sample whose mean came
 out low by chance would fail large batches of a mild benign shift.
 
 Where labels are barely predictable (survey tables), flipped labels look like the
@@ -51,7 +52,7 @@ the *whole* batch is flatten its calibration curve: with a share ρ of labels
 replaced, P(label | features) is pulled toward uniform, so the batch's labels
 follow the model's log-probabilities less steeply. The *slope test* fits
 P(y = k | x) ∝ exp(a_k + b · log p̂_k(x)) (one slope ``b``, free class intercepts)
-on the held-out rows and on the batch, and tests b_batch < b_reference (one-sided
+on the out-of-fold reference rows and on the batch, and tests b_batch < b_reference (one-sided
 Wald test, both estimates' variances). A prior shift multiplies P(y | x) by
 per-class constants, which the free intercepts absorb, and a covariate shift
 leaves P(y | x) alone, so neither moves ``b`` where the model is calibrated. The
@@ -66,6 +67,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -88,6 +90,7 @@ log = logging.getLogger(__name__)
 
 MIN_EXPECTED = 5.0
 PROB_FLOOR = 1e-4
+MIN_CALIBRATION_ROWS = 25  # fewer reference rows: conditional_drift passes every batch
 PREDICT_BLOCK = 16_384  # rows per model call when scoring
 PARALLEL_ROWS = 100_000  # score larger row sets on every core this process may use
 FLOOR_MARGIN = 2.0  # standard errors of a held-out estimate that an effect floor allows
@@ -369,12 +372,15 @@ class ConditionalDriftCheck(Check):
     calibration slope flattened, see the module docstring; False: the excess-loss
     test alone, with all of alpha); ``min_compression`` (the slope test needs the
     batch slope below ``1 - min_compression`` times the reference's, less two of
-    its standard errors); ``calibration_fraction`` (reference share held out);
-    ``max_fit_rows``; ``max_batch_rows`` (a random subsample of larger batches is
-    scored: the excess-loss test is on a mean, and 200k rows resolve far below
-    ``min_effect``); ``max_slope_rows`` (the slope and the class offsets are fitted on
-    a random subsample of that many of them, and the held-out rows' offsets on as
-    many of those: 20k rows resolve far below ``min_compression``);
+    its standard errors); ``n_folds`` (cross-fitting: each reference row is
+    scored by the model fitted on the other folds, and calibrates the tests; a
+    batch row is scored by one fold model); ``max_fit_rows`` (a random subsample
+    of a larger reference is cross-fitted); ``max_batch_rows`` (a random
+    subsample of larger batches is scored: the excess-loss test is on a mean, and
+    200k rows resolve far below ``min_effect``); ``max_slope_rows`` (the slope and
+    the class offsets are fitted on a random subsample of that many of them, and
+    the reference rows' offsets on as many of those: 20k rows resolve far below
+    ``min_compression``);
     ``random_state``.
     """
 
@@ -389,7 +395,7 @@ class ConditionalDriftCheck(Check):
         min_effect: float = 0.02,
         slope: bool = True,
         min_compression: float = 0.1,
-        calibration_fraction: float = 0.4,
+        n_folds: int = 5,
         max_fit_rows: int = 50_000,
         max_batch_rows: int = 200_000,
         max_slope_rows: int = 20_000,
@@ -401,11 +407,13 @@ class ConditionalDriftCheck(Check):
             raise ValueError("min_effect must be >= 0")
         if not 0.0 <= min_compression < 1.0:
             raise ValueError(f"min_compression must be in [0, 1), got {min_compression!r}")
+        if n_folds < 2:
+            raise ValueError(f"n_folds must be >= 2, got {n_folds!r}")
         self.alpha = alpha
         self.min_effect = min_effect
         self.slope = slope
         self.min_compression = min_compression
-        self.calibration_fraction = calibration_fraction
+        self.n_folds = n_folds
         self.max_fit_rows = max_fit_rows
         self.max_batch_rows = max_batch_rows
         self.max_slope_rows = max_slope_rows
@@ -420,38 +428,53 @@ class ConditionalDriftCheck(Check):
         y = reference.label_codes(self.classes_)
         k = len(self.classes_)
         self.prior_ = (np.bincount(y, minlength=k) + 0.5) / (len(y) + 0.5 * k)
-        fit_idx, cal_idx = split_indices(len(x), self.calibration_fraction, self.random_state)
-        fit_idx = subsample(fit_idx, self.max_fit_rows, self.random_state)
-        self.model_: Any = None
+        # cross-fitting: every (sampled) reference row is scored by the fold model that
+        # never saw it, so all of them calibrate the tests and each model learns from
+        # (n_folds - 1) / n_folds of them
+        rows = subsample(np.arange(len(x)), self.max_fit_rows, self.random_state)
+        fold = _folds(len(rows), self.n_folds, self.random_state)
+        self.models_: list[Any] = []
         self.calibration_excess_ = np.zeros(0)
         self.slope_: tuple[float, float] | None = None
-        if k < 2 or x.shape[1] == 0 or len(np.unique(y[fit_idx])) < k or len(cal_idx) < 10:
+        trainable = all(len(np.unique(y[rows[fold != j]])) == k for j in range(self.n_folds))
+        if k < 2 or x.shape[1] == 0 or len(rows) < MIN_CALIBRATION_ROWS or not trainable:
             log.info("conditional_drift: one class, no features or too few rows; will pass")
             return self
-        self.model_ = HistGradientBoostingClassifier(
-            max_iter=100, learning_rate=0.1, max_leaf_nodes=15, random_state=self.random_state
-        )
         with one_thread():
-            self.model_.fit(x[fit_idx], y[fit_idx])
-        proba = self._proba(x[cal_idx])
-        log_proba = np.log(proba)
-        self.calibration_excess_, _ = self._excess_of(log_proba, y[cal_idx])
+            for j in range(self.n_folds):
+                model = HistGradientBoostingClassifier(
+                    max_iter=100,
+                    learning_rate=0.1,
+                    max_leaf_nodes=15,
+                    random_state=self.random_state,
+                )
+                model.fit(x[rows[fold != j]], y[rows[fold != j]])
+                self.models_.append(model)
+        log_proba = np.log(self._proba(x[rows], fold))
+        y_cal = y[rows]
+        self.calibration_excess_, _ = self._excess_of(log_proba, y_cal)
         if self.slope:
-            fitted = calibration_slope(log_proba, y[cal_idx])
+            fitted = calibration_slope(log_proba, y_cal)
             # a model whose log-probabilities do not predict the labels has no slope to
             # flatten (and a negative one would turn the test around)
             if fitted is not None and fitted[0] > 2.0 * math.sqrt(fitted[1]):
                 self.slope_ = fitted
         return self
 
-    def _proba(self, x: np.ndarray) -> np.ndarray:
-        """The model's class probabilities, floored at ``PROB_FLOOR``."""
+    def _proba(self, x: np.ndarray, fold: np.ndarray) -> np.ndarray:
+        """Each row's class probabilities from fold model ``fold[row]``, floored at
+        ``PROB_FLOOR``."""
         proba = np.empty((len(x), len(self.classes_)))
 
-        def score(rows: slice) -> np.ndarray:
-            return np.asarray(self.model_.predict_proba(x[rows]))
+        def scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+            return lambda rows: np.asarray(model.predict_proba(x[rows]))
 
-        jobs = [(rows, score) for rows in row_blocks(len(x), PREDICT_BLOCK)]
+        jobs = [
+            (rows[block], scorer(model))
+            for j, model in enumerate(self.models_)
+            for rows in [np.flatnonzero(fold == j)]
+            for block in row_blocks(len(rows), PREDICT_BLOCK)
+        ]
         fill_rows(proba, jobs, scoring_threads(None, len(x), PARALLEL_ROWS))
         return np.clip(proba, PROB_FLOOR, 1.0)
 
@@ -473,8 +496,8 @@ class ConditionalDriftCheck(Check):
     def run(self, batch: Table) -> CheckResult:
         from scipy.stats import ttest_ind
 
-        self._require_fitted("model_", "calibration_excess_", "slope_")
-        if self.model_ is None:
+        self._require_fitted("models_", "calibration_excess_", "slope_")
+        if not self.models_:
             return self.result("pass", "no model (one class or no features); nothing to test")
         y = batch.label_codes(self.classes_)
         known = y >= 0
@@ -482,7 +505,11 @@ class ConditionalDriftCheck(Check):
         prior = (np.bincount(y[known], minlength=k) + 0.5) / (known.sum() + 0.5 * k)
         rows = subsample(np.flatnonzero(known), self.max_batch_rows, self.random_state)
         x = batch.encoded(self.encoder_)[rows]
-        log_proba = np.log(self._proba(x))
+        # each batch row by one fold model, in the reference's proportions: then a
+        # clean batch row is exactly as unseen as a reference row was out of fold
+        log_proba = np.log(
+            self._proba(x, _folds(len(rows), len(self.models_), self.random_state + 2))
+        )
         part = self._calibration_rows(len(rows))
         excess, offsets = self._excess_of(log_proba, y[rows], part)
         ref = self.calibration_excess_
@@ -494,16 +521,16 @@ class ConditionalDriftCheck(Check):
             p_excess = 1.0
         p_excess = min(1.0, max(0.0, p_excess))
         tests = 1 if self.slope_ is None else 2  # Bonferroni over the two tests
-        # the floor allows two standard errors of the held-out mean: a held-out sample
+        # the floor allows two standard errors of the reference mean: a reference sample
         # whose mean came out low by chance must not let large clean batches, or a mild
-        # benign shift, clear the floor (measured: a 1.4-SE low held-out mean put clean
+        # benign shift, clear the floor (measured: a 1.4-SE low reference mean put clean
         # batches 0.008 nats above it, 40% of the floor)
         margin = (
             FLOOR_MARGIN * float(np.std(ref, ddof=1)) / math.sqrt(len(ref)) if len(ref) > 1 else 0.0
         )
         failed = p_excess * tests < self.alpha and diff - margin >= self.min_effect
         message = (
-            f"mean excess log-loss {diff:+.3f} nats vs the reference's held-out rows "
+            f"mean excess log-loss {diff:+.3f} nats vs the reference's out-of-fold rows "
             f"(p={p_excess:.2g}, floor {self.min_effect} nats)"
         )
         info: dict[str, Any] = {
@@ -543,6 +570,11 @@ class ConditionalDriftCheck(Check):
             severity=self.default_severity,
             info=info,
         )
+
+
+def _folds(n: int, n_folds: int, seed: int) -> np.ndarray:
+    """A seeded, balanced assignment of ``n`` rows to ``n_folds`` folds."""
+    return np.random.default_rng([seed, 11]).permutation(n) % n_folds
 
 
 def _tilt(log_proba: np.ndarray, y: np.ndarray, slope: bool) -> tuple[np.ndarray, np.ndarray]:

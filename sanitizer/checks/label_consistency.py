@@ -33,6 +33,13 @@ a batch row is then exactly as "unseen" as a reference row was out of fold, so
 under the null its score has the calibration distribution. A refitted model
 shifts every probability a little, which in low-cardinality data moves whole
 atoms of identical rows across the threshold and breaks the false-alarm rate.
+Every reference row (up to ``max_reference_rows``) is such a calibration row:
+the fold models learn from four fifths of the reference and all of it measures
+the clean flag rates (cross-fitting). Until profile format 13 two fifths were
+held out of fitting for the rates, which left the survey tables' flips to
+weaker models and noisier rates (held-out flips at 1,000 rows, the whole
+sanitizer with ``conditional_drift`` cross-fitted too: 10% random caught in 4
+→ 6 of 8 batches, targeted 5% 2 → 4 of 8).
 
 The batch test is one-sided and exact: the batch's flagged count against the
 reference's out-of-fold flagged count (Fisher's exact test — the binomial test
@@ -42,7 +49,7 @@ strict threshold has power when the reference is clean, a looser one when natura
 label noise fills the top percentile. A still stricter level counts the rows at the
 strictest threshold whose raw implausibility is also beyond the top ``extreme_rate``
 of the fitting rows' raw values, all classes pooled: the per-class percentiles
-cannot resolve beyond about one over a class's fitting rows (54 per class in a
+cannot resolve beyond about one over a class's fitting rows (90 per class in a
 900-row, 10-class reference), and blatant flips (no neighbour and almost no model
 probability for the given label) stand out above almost every clean row of any
 class. Each threshold is tested on all rows and,
@@ -50,15 +57,15 @@ with up to ten classes, on the rows of each given label (a targeted flip puts al
 its rows into one class, where the excess stands out); weighted Bonferroni over
 all tests, two thirds of alpha to the all-rows tests.
 
-The exact test assumes batch and holdout rows exchangeable, which a covariate
-shift breaks: a batch drawn from where labels are noisier by nature (a survey's
-high-coinsurance households) has more implausible labels with nothing relabelled.
-So when a batch fails and its features demonstrably differ from the holdout's (a
-likelihood-ratio test of a logistic domain classifier, holdout vs batch, below
-``shift_alpha``), the holdout's counts are re-weighted by that classifier's odds
-p(batch | x) / p(holdout | x), and the test is repeated with the weighted rates at
-the weights' effective sample size (Kish): the clean rate the holdout would show
-with the batch's features. The classifier sees features only, so flipped labels
+The exact test assumes batch and calibration rows exchangeable, which a
+covariate shift breaks: a batch drawn from where labels are noisier by nature (a
+survey's high-coinsurance households) has more implausible labels with nothing
+relabelled. So when a batch fails and its features demonstrably differ from the
+reference's (a likelihood-ratio test of a logistic domain classifier, calibration
+rows vs batch, below ``shift_alpha``), the calibration rows' counts are
+re-weighted by that classifier's odds p(batch | x) / p(reference | x), and the
+test is repeated with the weighted rates at the weights' effective sample size
+(Kish): the clean rate the reference would show with the batch's features. The classifier sees features only, so flipped labels
 cannot explain themselves away; re-weighting can clear a failing batch, never fail
 a passing one (a passing batch does not pay for the classifier); and a batch
 whose features do not differ (every flip scenario in the benchmarks) is tested
@@ -107,7 +114,7 @@ class LabelConsistencyCheck(Check):
     ``extreme_rate`` (the extreme level's threshold: the raw implausibility that
     this share of the fitting rows, all classes pooled, reaches; None or 0: no
     extreme level), ``shift_alpha`` (level of the covariate-shift test below which
-    the holdout's counts are re-weighted to the batch's features; None or 0:
+    the calibration rows' counts are re-weighted to the batch's features; None or 0:
     never), ``max_shift_rows`` (rows of each side the domain classifier is fitted
     on),
     ``max_reference_rows`` (rows used to fit the model; a random subsample above),
@@ -115,8 +122,9 @@ class LabelConsistencyCheck(Check):
     (larger batches are scored by the model alone, against the model-only
     calibration: a kNN search for every row of a million-row batch costs more
     than all other checks together, and such a batch's test has power to spare
-    without it), ``holdout`` (share of
-    the reference kept out of fitting to measure the clean flag rate), ``n_threads``
+    without it), ``holdout`` (0, the default: every reference row measures the
+    clean flag rate, scored out of fold; else the share of the reference kept out
+    of fitting to measure it), ``n_threads``
     (threads scoring rows with the models, and fitting them; None, the default: one
     for fitting and for batches below ``parallel_rows`` rows, the cores this process
     may use above — each thread scores row blocks with one OpenMP thread, so threads
@@ -143,7 +151,7 @@ class LabelConsistencyCheck(Check):
         max_reference_rows: int = 20_000,
         max_index_rows: int = 5_000,
         knn_max_rows: int = 50_000,
-        holdout: float = 0.4,
+        holdout: float = 0.0,
         n_threads: int | None = None,
         parallel_rows: int = 100_000,
         seed: int = 0,
@@ -168,8 +176,8 @@ class LabelConsistencyCheck(Check):
             raise ValueError("n_folds must be >= 2 and n_neighbors >= 1")
         if not 0.0 <= knn_weight <= 1.0:
             raise ValueError(f"knn_weight must be in [0, 1], got {knn_weight}")
-        if not 0.1 <= holdout <= 0.9:
-            raise ValueError(f"holdout must be in [0.1, 0.9], got {holdout}")
+        if holdout and not 0.1 <= holdout <= 0.9:
+            raise ValueError(f"holdout must be 0 or in [0.1, 0.9], got {holdout}")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
         self.alpha = alpha
@@ -230,14 +238,20 @@ class LabelConsistencyCheck(Check):
             log.info("label_consistency cannot judge labels: %s", self.unjudgeable_)
             return self
         y_idx = np.searchsorted(self.classes_, y_all)
-        # A holdout the models and the kNN index never see, scored exactly as a batch
-        # is, estimates the clean flag rates: then holdout and batch rows are
-        # exchangeable and the exact test is valid. (Rates measured on rows that also
-        # trained the models are biased low when identical rows form large groups, as
-        # in low-cardinality data; calibrating thresholds on the same counts they are
-        # tested with biases them further.)
+        # The clean flag rates come from rows scored exactly as a batch row is, by a
+        # model that never saw them: then calibration and batch rows are exchangeable
+        # and the exact test is valid. (Rates measured on rows that also trained the
+        # models are biased low when identical rows form large groups, as in
+        # low-cardinality data.) By default every reference row calibrates, scored by
+        # the fold model fitted without it (cross-fitting); a batch row is scored by
+        # one fold model too, so given the models it is exchangeable with that fold's
+        # rows. A ``holdout`` keeps a share out of fitting instead.
         n_all = len(y_idx)
-        holdout = (rng.permutation(n_all) < round(self.holdout * n_all)) if n_all >= 50 else None
+        holdout = (
+            (rng.permutation(n_all) < round(self.holdout * n_all))
+            if n_all >= 50 and self.holdout
+            else None
+        )
         fit_rows = np.ones(n_all, dtype=bool) if holdout is None else ~holdout
         x_fit, y_fit = x_all[fit_rows], y_idx[fit_rows]
         smallest = int(np.bincount(y_fit, minlength=len(self.classes_)).min())
@@ -295,27 +309,26 @@ class LabelConsistencyCheck(Check):
         self.test_groups_ = [None] + (
             list(range(n_classes)) if n_classes <= MAX_CLASS_TESTS else []
         )
-        # the holdout's rows and levels, for re-weighting it to a shifted batch (None:
-        # no holdout, the rates come from the fitting rows)
-        self.holdout_x_: np.ndarray | None = None
-        self.holdout_y_: np.ndarray | None = None
-        self.holdout_levels_: dict[ScoreMode, np.ndarray] = {}
-        if holdout is None:
-            y_rate = y_fit
+        # the calibration rows and their levels, for re-weighting them to a shifted batch
+        self.calibration_x_: np.ndarray | None = None
+        self.calibration_y_: np.ndarray | None = None
+        self.calibration_levels_: dict[ScoreMode, np.ndarray] = {}
+        if holdout is None:  # cross-fitted: the fitting rows, each scored out of fold
+            x_rate, y_rate = x_fit, y_fit
             scored_by_mode = {m: (self._calibrate(r, y_fit, m), r) for m, r in raw_by_mode.items()}
         else:
-            y_rate = y_idx[holdout]
-            proba_h = self._predict(x_all[holdout], y_rate)
+            x_rate, y_rate = x_all[holdout], y_idx[holdout]
+            proba_h = self._predict(x_rate, y_rate)
             scored_by_mode = {}
             for m in raw_by_mode:
-                held = self._finish(x_all[holdout], y_rate, proba_h, m)
+                held = self._finish(x_rate, y_rate, proba_h, m)
                 scored_by_mode[m] = (held.scores, held.raw)
-            if self.shift_alpha is not None:
-                self.holdout_x_, self.holdout_y_ = x_all[holdout], y_rate
-                self.holdout_levels_ = {
-                    m: np.array(self._levels(scores, raw, m), dtype=bool)
-                    for m, (scores, raw) in scored_by_mode.items()
-                }
+        if self.shift_alpha is not None and n_all >= 50:
+            self.calibration_x_, self.calibration_y_ = x_rate, y_rate
+            self.calibration_levels_ = {
+                m: np.array(self._levels(scores, raw, m), dtype=bool)
+                for m, (scores, raw) in scored_by_mode.items()
+            }
         self.n_reference_ = len(y_rate)
         self.reference_rate_ = {
             m: float(np.mean(scores >= self.row_threshold_))
@@ -494,9 +507,9 @@ class LabelConsistencyCheck(Check):
                 rows = _in_group(y_idx, g) & known
                 ref = ref_counts[i * n_levels : (i + 1) * n_levels]
                 ref_flagged, n_ref = ref[:, 0].tolist(), int(ref[0, 1])
-                if weights is not None and self.holdout_y_ is not None:
+                if weights is not None and self.calibration_y_ is not None:
                     ref_flagged, n_ref = _weighted_counts(
-                        self.holdout_levels_[mode], _in_group(self.holdout_y_, g), weights
+                        self.calibration_levels_[mode], _in_group(self.calibration_y_, g), weights
                     )
                 p = min_fisher_pvalue(
                     [int(np.sum(level & rows)) for level in levels],
@@ -510,7 +523,7 @@ class LabelConsistencyCheck(Check):
                     adjusted.append(p * n_class_groups / class_share)
             return min(1.0, min(adjusted))
 
-        # A batch that fails is tested again against the holdout re-weighted to its
+        # A batch that fails is tested again against the calibration rows re-weighted to its
         # features, if they demonstrably differ: re-weighting can clear a batch, never
         # fail one, and a passing batch does not pay for the domain classifier.
         p_value = batch_p(None)
@@ -560,7 +573,9 @@ class LabelConsistencyCheck(Check):
                 ),
                 "model": self.model,
                 "covariate_shift_p": shift_p,
-                "holdout_effective_share": (None if weights is None else effective_share(weights)),
+                "calibration_effective_share": (
+                    None if weights is None else effective_share(weights)
+                ),
             },
         )
 
@@ -568,22 +583,22 @@ class LabelConsistencyCheck(Check):
         self, x: np.ndarray, rows: np.ndarray
     ) -> tuple[float | None, np.ndarray | None]:
         """The covariate-shift test's p-value and, when it is below ``shift_alpha``,
-        each holdout row's weight p(batch | x) / p(holdout | x) (up to a constant).
+        each calibration row's weight p(batch | x) / p(reference | x) (up to a constant).
 
         The domain classifier (``_shift.domain_shift``) tells at most
-        ``max_shift_rows`` holdout rows from as many of the batch's ``rows``; its
+        ``max_shift_rows`` calibration rows from as many of the batch's ``rows``; its
         weights are truncated to an effective sample size of at least
-        ``MIN_EFFECTIVE_SHARE`` of the holdout (``_shift.shift_weights``). (None,
-        None) without a holdout or with no varying feature.
+        ``MIN_EFFECTIVE_SHARE`` of them (``_shift.shift_weights``). (None, None)
+        without calibration rows (a reference below 50 rows) or with no varying feature.
         """
-        if self.shift_alpha is None or self.holdout_x_ is None or len(rows) == 0:
+        if self.shift_alpha is None or self.calibration_x_ is None or len(rows) == 0:
             return None, None
-        shift = domain_shift(self.holdout_x_, x, self.max_shift_rows, self.seed, rows=rows)
+        shift = domain_shift(self.calibration_x_, x, self.max_shift_rows, self.seed, rows=rows)
         if shift is None:
             return None, None
         if shift.p >= self.shift_alpha:
             return shift.p, None
-        return shift.p, shift_weights(shift.log_odds(self.holdout_x_))
+        return shift.p, shift_weights(shift.log_odds(self.calibration_x_))
 
 
 class _ConstantModel:
@@ -629,7 +644,7 @@ def _in_group(y_idx: np.ndarray, group: int | None) -> np.ndarray:
 def _weighted_counts(
     levels: np.ndarray, rows: np.ndarray, weights: np.ndarray
 ) -> tuple[list[int], int]:
-    """The holdout ``rows``' counts at each level (``levels``: levels × holdout rows)
+    """The calibration ``rows``' counts at each level (``levels``: levels × calibration rows)
     re-weighted: the weighted share at each level times the weights' effective
     sample size (Kish), both rounded. Nested levels stay nested."""
     w = weights[rows]
