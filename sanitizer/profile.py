@@ -44,7 +44,8 @@ FORMAT_VERSION = 13  # 2: the outlier check's fitted tail; 3: the backdoor check
 # 10: the outlier check's rare flags, scored by frequency outside the mixture; 11: and its
 # rare categories; 12: the backdoor check's reference rows kept for re-weighting to a shifted
 # batch; 13: the label check's and conditional_drift's cross-fitting (every reference row
-# calibrates, scored by the fold model fitted without it; conditional_drift keeps its fold
+# calibrates, scored by the fold model fitted without it; the label check ranks batch rows
+# among all but one random reference row of each label; conditional_drift keeps its fold
 # models)
 TRUSTED_MODEL_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 

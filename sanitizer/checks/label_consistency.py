@@ -295,13 +295,32 @@ class LabelConsistencyCheck(Check):
             mode: [np.sort(raw[y_fit == j]) for j in range(n_classes)]
             for mode, raw in raw_by_mode.items()
         }
+        # What a batch row is ranked against. Cross-fitted, a reference row is ranked
+        # among the other rows of its label (leave-one-out), so a batch row is ranked
+        # among as many: all but one random row of each label. Then both see a value
+        # and m - 1 exchangeable others, and a row reaches a threshold with the same
+        # chance either way. (Ranked among all m and themselves, the top reference row
+        # of a 9-row class has percentile 0.94 and never reaches 0.99, while a batch row
+        # above all 9 has 1.0: one in ten of the batch's rows of that class flagged
+        # against none of the reference's.)
+        cross_fitted = holdout is None
+        drop = np.random.default_rng([self.seed, 3])
+        self.calibration_raw_ = {
+            mode: [_drop_one(r, drop) if cross_fitted else r for r in per_class]
+            for mode, per_class in self.reference_raw_.items()
+        }
         self.row_threshold_ = 1.0 - self.row_rate
         self.test_thresholds_ = np.array([1.0 - r for r in self.test_rates])
         # the extreme level: raw values beyond the top extreme_rate of all fitting rows
-        # (inf: no such level, see _levels)
+        # (all but one random row when cross-fitted; inf: no such level, see _levels)
         self.extreme_raw_ = {
-            mode: float(np.quantile(raw, 1.0 - self.extreme_rate))
-            if self.extreme_rate is not None and raw.size
+            mode: float(
+                np.quantile(
+                    _drop_one(np.sort(raw), drop) if cross_fitted else raw,
+                    1.0 - self.extreme_rate,
+                )
+            )
+            if self.extreme_rate is not None and raw.size > cross_fitted
             else float("inf")
             for mode, raw in raw_by_mode.items()
         }
@@ -313,21 +332,27 @@ class LabelConsistencyCheck(Check):
         self.calibration_x_: np.ndarray | None = None
         self.calibration_y_: np.ndarray | None = None
         self.calibration_levels_: dict[ScoreMode, np.ndarray] = {}
-        if holdout is None:  # cross-fitted: the fitting rows, each scored out of fold
+        # each calibration row's per-class percentile and whether it is beyond the
+        # extreme level's raw threshold
+        scored_by_mode: dict[ScoreMode, tuple[np.ndarray, np.ndarray | None]] = {}
+        if cross_fitted:  # the fitting rows, scored out of fold, ranked leave-one-out
             x_rate, y_rate = x_fit, y_fit
-            scored_by_mode = {m: (self._calibrate(r, y_fit, m), r) for m, r in raw_by_mode.items()}
+            for m, r in raw_by_mode.items():
+                beyond = None
+                if np.isfinite(self.extreme_raw_[m]):
+                    beyond = r >= _loo_quantile(np.sort(r), r, 1.0 - float(self.extreme_rate or 0))
+                scored_by_mode[m] = (self._loo_calibrate(r, y_fit, m), beyond)
         else:
             x_rate, y_rate = x_all[holdout], y_idx[holdout]
             proba_h = self._predict(x_rate, y_rate)
-            scored_by_mode = {}
             for m in raw_by_mode:
                 held = self._finish(x_rate, y_rate, proba_h, m)
-                scored_by_mode[m] = (held.scores, held.raw)
+                scored_by_mode[m] = (held.scores, self._beyond(held.raw, m))
         if self.shift_alpha is not None and n_all >= 50:
             self.calibration_x_, self.calibration_y_ = x_rate, y_rate
             self.calibration_levels_ = {
-                m: np.array(self._levels(scores, raw, m), dtype=bool)
-                for m, (scores, raw) in scored_by_mode.items()
+                m: np.array(self._levels(scores, beyond), dtype=bool)
+                for m, (scores, beyond) in scored_by_mode.items()
             }
         self.n_reference_ = len(y_rate)
         self.reference_rate_ = {
@@ -339,10 +364,10 @@ class LabelConsistencyCheck(Check):
                 [
                     [int(np.sum(_in_group(y_rate, g) & level)), int(np.sum(_in_group(y_rate, g)))]
                     for g in self.test_groups_
-                    for level in self._levels(scores, raw, m)
+                    for level in self._levels(scores, beyond)
                 ]
             )
-            for m, (scores, raw) in scored_by_mode.items()
+            for m, (scores, beyond) in scored_by_mode.items()
         }
         log.debug(
             "label_consistency fitted: %d rows, %d classes, reference flag rate %.4f",
@@ -352,16 +377,23 @@ class LabelConsistencyCheck(Check):
         )
         return self
 
-    def _levels(self, scores: np.ndarray, raw: np.ndarray, mode: ScoreMode) -> list[np.ndarray]:
+    def _levels(self, scores: np.ndarray, beyond: np.ndarray | None) -> list[np.ndarray]:
         """Which rows reach each level of the batch test: the extreme level (the
-        strictest threshold and a raw value beyond ``extreme_raw_``; none without
-        ``extreme_rate``), then each threshold: nested, the extreme level inside the
+        strictest threshold and a raw value ``beyond`` the extreme threshold; None:
+        no extreme level), then each threshold: nested, the extreme level inside the
         strictest threshold."""
         thresholds = [scores >= t for t in self.test_thresholds_]
-        if not np.isfinite(self.extreme_raw_[mode]):  # no extreme level
+        if beyond is None:
             return thresholds
         strictest = thresholds[int(np.argmax(self.test_thresholds_))]
-        return [strictest & (raw >= self.extreme_raw_[mode]), *thresholds]
+        return [strictest & beyond, *thresholds]
+
+    def _beyond(self, raw: np.ndarray, mode: ScoreMode) -> np.ndarray | None:
+        """Batch rows whose raw implausibility is beyond ``extreme_raw_`` (None: no
+        extreme level)."""
+        if not np.isfinite(self.extreme_raw_[mode]):
+            return None
+        return np.asarray(raw >= self.extreme_raw_[mode])
 
     def _score(self, x: np.ndarray, y_idx: np.ndarray, mode: ScoreMode) -> _Scores:
         """Score rows the models never saw: fold model by content hash, kNN agreement
@@ -458,12 +490,25 @@ class LabelConsistencyCheck(Check):
         return 1.0 - (self.knn_weight * agree + (1.0 - self.knn_weight) * model_part)
 
     def _calibrate(self, raw: np.ndarray, y_idx: np.ndarray, mode: ScoreMode) -> np.ndarray:
-        """Mid-rank percentile of each raw value among reference rows of its label."""
+        """Mid-rank percentile of each raw value among the calibration rows of its label
+        (``calibration_raw_``)."""
         scores = np.zeros(len(raw))
-        for j, ref in enumerate(self.reference_raw_[mode]):
+        for j, ref in enumerate(self.calibration_raw_[mode]):
             rows = y_idx == j
             if rows.any():
                 scores[rows] = _mid_rank(ref, raw[rows])
+        return scores
+
+    def _loo_calibrate(self, raw: np.ndarray, y_idx: np.ndarray, mode: ScoreMode) -> np.ndarray:
+        """Each fitting row's mid-rank percentile among the other fitting rows of its
+        label (0 where it is the only one): as a batch row's among ``calibration_raw_``."""
+        scores = np.zeros(len(raw))
+        for j, ref in enumerate(self.reference_raw_[mode]):
+            rows = y_idx == j
+            if rows.any() and ref.size > 1:
+                below = np.searchsorted(ref, raw[rows], side="left")
+                upto = np.searchsorted(ref, raw[rows], side="right") - 1  # not itself
+                scores[rows] = (below + upto) / (2.0 * (ref.size - 1))
         return scores
 
     # -- scanning ------------------------------------------------------------------
@@ -495,7 +540,7 @@ class LabelConsistencyCheck(Check):
         # the levels, calibrated for taking the minimum; then weighted Bonferroni
         # over groups: the all-rows test most of alpha, the per-class tests (there for
         # targeted flips) the rest
-        levels = self._levels(scores, scored.raw, mode)
+        levels = self._levels(scores, self._beyond(scored.raw, mode))
         n_levels = len(levels)
         n_class_groups = len(self.test_groups_) - 1
         class_share = CLASS_TEST_SHARE if n_class_groups else 0.0
@@ -628,6 +673,31 @@ def _mid_rank(reference_sorted: np.ndarray, values: np.ndarray) -> np.ndarray:
     below = np.searchsorted(reference_sorted, values, side="left")
     upto = np.searchsorted(reference_sorted, values, side="right")
     return (below + upto) / (2.0 * reference_sorted.size)
+
+
+def _drop_one(values_sorted: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The sorted values without one drawn at random (values exchangeable: a random row)."""
+    if values_sorted.size == 0:
+        return values_sorted
+    return np.delete(values_sorted, int(rng.integers(values_sorted.size)))
+
+
+def _loo_quantile(values_sorted: np.ndarray, values: np.ndarray, q: float) -> np.ndarray:
+    """For each of ``values`` (each one of ``values_sorted``), ``np.quantile`` (linear)
+    at ``q`` of the sorted values without it: the others' order statistics are the
+    sorted values with its position skipped (any one of tied values: the same)."""
+    m = values_sorted.size
+    if m < 2:
+        return np.full(len(values), np.inf)
+    own = np.searchsorted(values_sorted, values, side="left")  # its position
+    h = q * (m - 2)
+    lo = int(np.floor(h))
+    hi = min(lo + 1, m - 2)
+
+    def others(j: int) -> np.ndarray:  # the j-th order statistic of the others
+        return np.where(j < own, values_sorted[j], values_sorted[min(j + 1, m - 1)])
+
+    return others(lo) + (h - lo) * (others(hi) - others(lo))
 
 
 def _groups(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
