@@ -336,11 +336,14 @@ def covariate_drift(
 ) -> Attack:
     """Benign covariate shift: a batch of ``size`` rows (default half the pool) drawn
     from a pool of clean rows without replacement, with probability ∝
-    exp(``strength`` × standardised ``column``). P(label | features) is unchanged."""
+    exp(``strength`` × standardised ``column``; default: the first numeric feature
+    that varies, a constant one would draw a clean batch). P(label | features) is
+    unchanged."""
     rng = np.random.default_rng(seed)
     size = len(pool) // 2 if size is None else size
     if column is None:
-        column = _numeric(pool, _features(pool, label, exclude))[0]
+        numeric = _numeric(pool, _features(pool, label, exclude))
+        column = next((c for c in numeric if pool[c].nunique(dropna=True) > 1), numeric[0])
     x = pool[column].to_numpy(dtype=float)
     z = (x - np.nanmean(x)) / (np.nanstd(x) or 1.0)
     weights = np.exp(strength * np.nan_to_num(z))

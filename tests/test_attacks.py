@@ -168,6 +168,18 @@ def test_benign_drifts_select_clean_rows_without_duplicates(parts):
     assert (prior[LABEL] == 1).mean() > (pool[LABEL] == 1).mean()
 
 
+def test_covariate_drift_skips_a_constant_first_column(parts):
+    """Like `digits`' corner pixel: a constant first feature would weight every row
+    alike and draw a clean batch; the drift goes to the first feature that varies."""
+    _, pool = parts
+    pool = pool.copy()
+    pool.insert(1, "corner", 0.0)
+    shifted, _ = attacks.covariate_drift(pool, LABEL, 0, strength=1.0, size=400)
+    first = next(c for c in pool.columns if c not in ("record_id", "corner", LABEL))
+    assert pd.api.types.is_numeric_dtype(pool[first])
+    assert shifted[first].mean() > pool[first].mean() + 0.3 * pool[first].std()
+
+
 def test_invalid_arguments_raise(parts):
     _, batch = parts
     with pytest.raises(ValueError, match="rate"):
