@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -150,6 +151,31 @@ def fill_rows(
 
     with one_thread():
         run_tasks([task(rows, score) for rows, score in jobs], threads)
+
+
+def fill_by_fold(
+    out: np.ndarray,
+    models: Sequence[Any],
+    fold: np.ndarray,
+    score: Callable[[Any, np.ndarray], np.ndarray],
+    block: int,
+    threads: int,
+) -> None:
+    """``out[rows] = score(model, rows)`` for each fold model and the rows ``fold``
+    assigns it, in blocks of ``block`` rows on ``threads`` threads (``fill_rows``)."""
+    jobs = [
+        (rows[part], functools.partial(score, model))
+        for model, rows in zip(models, fold_groups(fold, len(models)), strict=True)
+        for part in row_blocks(len(rows), block)
+    ]
+    fill_rows(out, jobs, threads)
+
+
+def fold_groups(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """The positions holding each code ``0 .. n_groups - 1``, ascending (one stable sort)."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1))
+    return [order[bounds[g] : bounds[g + 1]] for g in range(n_groups)]
 
 
 def row_blocks(n: int, size: int) -> list[slice]:

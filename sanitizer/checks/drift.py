@@ -67,15 +67,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from sanitizer.checks._common import (
-    fill_rows,
+    fill_by_fold,
     one_thread,
-    row_blocks,
     scoring_threads,
     shared_encoder,
     split_indices,
@@ -465,17 +463,14 @@ class ConditionalDriftCheck(Check):
         """Each row's class probabilities from fold model ``fold[row]``, floored at
         ``PROB_FLOOR``."""
         proba = np.empty((len(x), len(self.classes_)))
-
-        def scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-            return lambda rows: np.asarray(model.predict_proba(x[rows]))
-
-        jobs = [
-            (rows[block], scorer(model))
-            for j, model in enumerate(self.models_)
-            for rows in [np.flatnonzero(fold == j)]
-            for block in row_blocks(len(rows), PREDICT_BLOCK)
-        ]
-        fill_rows(proba, jobs, scoring_threads(None, len(x), PARALLEL_ROWS))
+        fill_by_fold(
+            proba,
+            self.models_,
+            fold,
+            lambda model, rows: np.asarray(model.predict_proba(x[rows])),
+            PREDICT_BLOCK,
+            scoring_threads(None, len(x), PARALLEL_ROWS),
+        )
         return np.clip(proba, PROB_FLOOR, 1.0)
 
     def _calibration_rows(self, n: int) -> np.ndarray:

@@ -75,15 +75,13 @@ exactly as before.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
 from sanitizer.checks._common import (
-    fill_rows,
-    row_blocks,
+    fill_by_fold,
     scoring_threads,
     shared_encoder,
 )
@@ -341,7 +339,7 @@ class LabelConsistencyCheck(Check):
                 beyond = None
                 if np.isfinite(self.extreme_raw_[m]):
                     beyond = r >= _loo_quantile(np.sort(r), r, 1.0 - float(self.extreme_rate or 0))
-                scored_by_mode[m] = (self._loo_calibrate(r, y_fit, m), beyond)
+                scored_by_mode[m] = (self._calibrate(r, y_fit, m, fitting=True), beyond)
         else:
             x_rate, y_rate = x_all[holdout], y_idx[holdout]
             proba_h = self._predict(x_rate, y_rate)
@@ -407,19 +405,16 @@ class LabelConsistencyCheck(Check):
         them), by ``n_threads`` threads on large batches; a row's probabilities do not
         depend on its block or thread.
         """
-        fold = self._fold_of(x, y_idx)
         n_classes = len(self.classes_)
         proba = np.zeros((len(y_idx), n_classes))
-
-        def scorer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-            return lambda rows: _proba(model, x[rows], n_classes)
-
-        jobs = [
-            (rows[block], scorer(model))
-            for model, rows in zip(self.models_, _groups(fold, len(self.models_)), strict=True)
-            for block in row_blocks(len(rows), PREDICT_BLOCK)
-        ]
-        fill_rows(proba, jobs, scoring_threads(self.n_threads, len(y_idx), self.parallel_rows))
+        fill_by_fold(
+            proba,
+            self.models_,
+            self._fold_of(x, y_idx),
+            lambda model, rows: _proba(model, x[rows], n_classes),
+            PREDICT_BLOCK,
+            scoring_threads(self.n_threads, len(y_idx), self.parallel_rows),
+        )
         return proba
 
     def _finish(
@@ -489,26 +484,19 @@ class LabelConsistencyCheck(Check):
             return 1.0 - model_part
         return 1.0 - (self.knn_weight * agree + (1.0 - self.knn_weight) * model_part)
 
-    def _calibrate(self, raw: np.ndarray, y_idx: np.ndarray, mode: ScoreMode) -> np.ndarray:
+    def _calibrate(
+        self, raw: np.ndarray, y_idx: np.ndarray, mode: ScoreMode, *, fitting: bool = False
+    ) -> np.ndarray:
         """Mid-rank percentile of each raw value among the calibration rows of its label
-        (``calibration_raw_``)."""
+        (``calibration_raw_``); with ``fitting``, the values are the fitting rows' own,
+        each ranked among the other fitting rows of its label (0 where it is the only
+        one), as a batch row is among ``calibration_raw_``."""
+        per_class = self.reference_raw_[mode] if fitting else self.calibration_raw_[mode]
         scores = np.zeros(len(raw))
-        for j, ref in enumerate(self.calibration_raw_[mode]):
+        for j, ref in enumerate(per_class):
             rows = y_idx == j
             if rows.any():
-                scores[rows] = _mid_rank(ref, raw[rows])
-        return scores
-
-    def _loo_calibrate(self, raw: np.ndarray, y_idx: np.ndarray, mode: ScoreMode) -> np.ndarray:
-        """Each fitting row's mid-rank percentile among the other fitting rows of its
-        label (0 where it is the only one): as a batch row's among ``calibration_raw_``."""
-        scores = np.zeros(len(raw))
-        for j, ref in enumerate(self.reference_raw_[mode]):
-            rows = y_idx == j
-            if rows.any() and ref.size > 1:
-                below = np.searchsorted(ref, raw[rows], side="left")
-                upto = np.searchsorted(ref, raw[rows], side="right") - 1  # not itself
-                scores[rows] = (below + upto) / (2.0 * (ref.size - 1))
+                scores[rows] = _mid_rank(ref, raw[rows], leave_out=fitting)
         return scores
 
     # -- scanning ------------------------------------------------------------------
@@ -665,14 +653,18 @@ class _Scores:
     agree: np.ndarray | None  # kNN label agreement in [0, 1] (None: model alone)
 
 
-def _mid_rank(reference_sorted: np.ndarray, values: np.ndarray) -> np.ndarray:
+def _mid_rank(
+    reference_sorted: np.ndarray, values: np.ndarray, *, leave_out: bool = False
+) -> np.ndarray:
     """Mid-rank percentile in [0, 1] of each value among the sorted reference values
-    (ties count half; 0 for an empty reference)."""
-    if reference_sorted.size == 0:
+    (ties count half; 0 for an empty reference). ``leave_out``: each value is one of
+    the reference's and is ranked among the others."""
+    size = reference_sorted.size - leave_out
+    if size <= 0:
         return np.zeros(len(values))
     below = np.searchsorted(reference_sorted, values, side="left")
-    upto = np.searchsorted(reference_sorted, values, side="right")
-    return (below + upto) / (2.0 * reference_sorted.size)
+    upto = np.searchsorted(reference_sorted, values, side="right") - leave_out
+    return (below + upto) / (2.0 * size)
 
 
 def _drop_one(values_sorted: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -698,13 +690,6 @@ def _loo_quantile(values_sorted: np.ndarray, values: np.ndarray, q: float) -> np
         return np.where(j < own, values_sorted[j], values_sorted[min(j + 1, m - 1)])
 
     return others(lo) + (h - lo) * (others(hi) - others(lo))
-
-
-def _groups(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
-    """The positions holding each code ``0 .. n_groups - 1``, ascending (one stable sort)."""
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1))
-    return [order[bounds[g] : bounds[g + 1]] for g in range(n_groups)]
 
 
 def _in_group(y_idx: np.ndarray, group: int | None) -> np.ndarray:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from sanitizer import attacks
+from sanitizer.checks._common import fold_groups
 from sanitizer.checks.label_consistency import LabelConsistencyCheck, min_fisher_pvalue
 from sanitizer.config import CheckConfig, SanitizerConfig
 from sanitizer.contract import DataContract
@@ -328,10 +329,11 @@ def test_small_classes_flag_batch_and_reference_rows_alike():
             flagged["batch"][0] += int(result.row_flags[rows].sum())
             flagged["batch"][1] += int(rows.sum())
         ref_codes = np.searchsorted(check.classes_, ref["label"].astype(str).to_numpy())
-        scores = check._loo_calibrate(
+        scores = check._calibrate(
             np.concatenate([raw for raw in check.reference_raw_["knn"]]),
             np.repeat(np.arange(12), [raw.size for raw in check.reference_raw_["knn"]]),
             "knn",
+            fitting=True,
         )
         rows = np.isin(np.sort(ref_codes), small)
         flagged["reference"][0] += int((scores[rows] >= check.row_threshold_).sum())
@@ -403,7 +405,7 @@ def test_fold_assignment_in_blocks_equals_the_whole_matrix_hash(data, check, mon
     occurrence = np.empty(len(key), dtype=np.int64)
     occurrence[order] = np.arange(len(order)) - group_start
     assert np.array_equal(blocked, (key + occurrence) % len(check.models_))
-    groups = label_consistency._groups(blocked, len(check.models_))
+    groups = fold_groups(blocked, len(check.models_))
     assert [g.tolist() for g in groups] == [
         np.flatnonzero(blocked == k).tolist() for k in range(len(check.models_))
     ]
