@@ -297,7 +297,7 @@ def comparison_rows(sanitizer: Sanitizer, check: str | None, n_ref: int) -> tupl
 
     The label check tests against its calibration rows (every reference row, scored
     by the fold model that never saw it), the
-    outlier check against its held-out calibration scores, whose tail tests (a quarter
+    outlier check against its calibration scores (every reference row, out of fold), whose tail tests (a quarter
     of the check's level with the density alone, a fifth each with the dependence
     score) may strengthen the rank evidence ``tail_gain``-fold; the other checks use
     the whole reference.
@@ -310,7 +310,7 @@ def comparison_rows(sanitizer: Sanitizer, check: str | None, n_ref: int) -> tupl
         from sanitizer.checks.outliers import FAMILY_WEIGHTS
 
         # a tail test: its share of the check's level, up to tail_gain below ranks
-        families = 1 if getattr(own, "dependence_", None) is None else 2
+        families = 1 if getattr(own, "dependence_calibration_", None) is None else 2
         share = FAMILY_WEIGHTS[families][1]
         gain = float(own.tail_gain) * share if getattr(own, "tail_", None) else 1.0
         return len(own.calibration_), max(gain, 1.0)

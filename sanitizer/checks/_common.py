@@ -27,6 +27,8 @@ def one_thread() -> Any:
     return threadpool_limits(limits=1)
 
 
+HASH_BLOCK = 16_384  # rows per step of ``content_folds``
+
 _reserved_cores = [0]  # cores taken by whole-batch checks running beside the others
 _sharing = [0]  # statistical checks running side by side, sharing the other cores
 _reserved_lock = threading.Lock()
@@ -169,6 +171,32 @@ def fill_by_fold(
         for part in row_blocks(len(rows), block)
     ]
     fill_rows(out, jobs, threads)
+
+
+def balanced_folds(n: int, n_folds: int, seed: int) -> np.ndarray:
+    """A seeded, balanced assignment of ``n`` rows to ``n_folds`` folds."""
+    return np.random.default_rng([seed, 11]).permutation(n) % n_folds
+
+
+def content_folds(
+    x: np.ndarray, weights: np.ndarray, n_folds: int, offset: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """Which of ``n_folds`` fold models scores each batch row: a hash of the row's
+    content (``x`` rounded, times random ``weights``, plus ``offset``, e.g. for its
+    label) and of its occurrence number among identical rows, so identical rows are
+    spread over the folds and a permutation of the batch permutes the assignment."""
+    code = np.empty(len(x))
+    for rows in row_blocks(len(x), HASH_BLOCK):  # no rounded copy of all of x
+        code[rows] = np.round(x[rows], 6) @ weights
+    code += offset
+    key = np.floor(np.abs(code) * 1e4 % 1e6).astype(np.int64)
+    order = np.argsort(code, kind="stable")  # ties in row order
+    sorted_code = code[order]
+    start = np.r_[True, sorted_code[1:] != sorted_code[:-1]]
+    group_start = np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))
+    occurrence = np.empty(len(key), dtype=np.int64)
+    occurrence[order] = np.arange(len(order)) - group_start
+    return (key + occurrence) % n_folds
 
 
 def fold_groups(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:

@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from sanitizer.checks._common import (
+    balanced_folds,
     fill_by_fold,
     one_thread,
     scoring_threads,
@@ -430,7 +431,7 @@ class ConditionalDriftCheck(Check):
         # never saw it, so all of them calibrate the tests and each model learns from
         # (n_folds - 1) / n_folds of them
         rows = subsample(np.arange(len(x)), self.max_fit_rows, self.random_state)
-        fold = _folds(len(rows), self.n_folds, self.random_state)
+        fold = balanced_folds(len(rows), self.n_folds, self.random_state)
         self.models_: list[Any] = []
         self.calibration_excess_ = np.zeros(0)
         self.slope_: tuple[float, float] | None = None
@@ -503,7 +504,7 @@ class ConditionalDriftCheck(Check):
         # each batch row by one fold model, in the reference's proportions: then a
         # clean batch row is exactly as unseen as a reference row was out of fold
         log_proba = np.log(
-            self._proba(x, _folds(len(rows), len(self.models_), self.random_state + 2))
+            self._proba(x, balanced_folds(len(rows), len(self.models_), self.random_state + 2))
         )
         part = self._calibration_rows(len(rows))
         excess, offsets = self._excess_of(log_proba, y[rows], part)
@@ -565,11 +566,6 @@ class ConditionalDriftCheck(Check):
             severity=self.default_severity,
             info=info,
         )
-
-
-def _folds(n: int, n_folds: int, seed: int) -> np.ndarray:
-    """A seeded, balanced assignment of ``n`` rows to ``n_folds`` folds."""
-    return np.random.default_rng([seed, 11]).permutation(n) % n_folds
 
 
 def _tilt(log_proba: np.ndarray, y: np.ndarray, slope: bool) -> tuple[np.ndarray, np.ndarray]:

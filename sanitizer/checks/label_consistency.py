@@ -81,6 +81,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import numpy as np
 
 from sanitizer.checks._common import (
+    content_folds,
     fill_by_fold,
     scoring_threads,
     shared_encoder,
@@ -266,7 +267,7 @@ class LabelConsistencyCheck(Check):
                 model = self._fit_model(x_fit[train], y_fit[train])
                 proba[test] = _proba(model, x_fit[test], n_classes)
                 self.models_.append(model)
-        self.hash_weights_ = rng.normal(size=x_all.shape[1])  # batch row → fold model
+        self.hash_weights_ = np.asarray(rng.normal(size=x_all.shape[1]))  # batch row → fold model
         p_given = proba[np.arange(len(y_fit)), y_fit]
         # confident-learning thresholds: average out-of-fold self-confidence per class
         self.class_thresholds_ = np.array(
@@ -410,7 +411,7 @@ class LabelConsistencyCheck(Check):
         fill_by_fold(
             proba,
             self.models_,
-            self._fold_of(x, y_idx),
+            content_folds(x, self.hash_weights_, len(self.models_), 0.618033988749895 * y_idx),
             lambda model, rows: _proba(model, x[rows], n_classes),
             PREDICT_BLOCK,
             scoring_threads(self.n_threads, len(y_idx), self.parallel_rows),
@@ -431,24 +432,6 @@ class LabelConsistencyCheck(Check):
         the row score. It keeps what the per-class percentiles drop, how rare a label
         is where the row sits, which is what ranks random flips on imbalanced data."""
         return _mid_rank(np.sort(np.concatenate(self.reference_raw_[mode])), raw)
-
-    def _fold_of(self, x: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
-        """Which fold model scores each batch row: a hash of the row's content plus its
-        occurrence number among identical rows, so identical rows are spread over the
-        folds and a permutation of the batch permutes the assignment."""
-        code = np.empty(len(y_idx))
-        for start in range(0, len(y_idx), PREDICT_BLOCK):  # no rounded copy of all of x
-            block = slice(start, start + PREDICT_BLOCK)
-            code[block] = np.round(x[block], 6) @ self.hash_weights_
-        code += 0.618033988749895 * y_idx
-        key = np.floor(np.abs(code) * 1e4 % 1e6).astype(np.int64)
-        order = np.argsort(code, kind="stable")  # ties in row order
-        sorted_code = code[order]
-        start = np.r_[True, sorted_code[1:] != sorted_code[:-1]]
-        group_start = np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))
-        occurrence = np.empty(len(key), dtype=np.int64)
-        occurrence[order] = np.arange(len(order)) - group_start
-        return (key + occurrence) % len(self.models_)
 
     def _build_index(self) -> None:
         from sklearn.neighbors import NearestNeighbors

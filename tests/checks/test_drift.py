@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sanitizer import attacks
+from sanitizer.checks._common import balanced_folds
 from sanitizer.checks.drift import (
     PROB_FLOOR,
     ConditionalDriftCheck,
@@ -163,14 +164,12 @@ def test_every_reference_row_calibrates_scored_by_the_fold_model_that_never_saw_
     probabilities; a model that had seen the rows would fit their labels better)."""
     from sklearn.base import clone
 
-    from sanitizer.checks import drift as drift_module
-
     _, conditional, reference, _, contract = fitted()
     table = Table(reference, contract)
     x = table.encoded(conditional.encoder_)
     y = table.label_codes(conditional.classes_)
     assert len(conditional.models_) == 5 and len(conditional.calibration_excess_) == len(y)
-    fold = drift_module._folds(len(y), 5, conditional.random_state)
+    fold = balanced_folds(len(y), 5, conditional.random_state)
     assert np.bincount(fold).max() - np.bincount(fold).min() <= 1
     excess, _ = conditional._excess_of(np.log(conditional._proba(x, fold)), y)
     assert np.array_equal(excess, conditional.calibration_excess_)
@@ -282,7 +281,7 @@ def test_excess_loss_scored_in_threaded_blocks_equals_one_call(monkeypatch) -> N
     table = Table(pool, contract)
     x = table.encoded(conditional.encoder_)
     y = table.label_codes(conditional.classes_)
-    fold = drift_module._folds(len(y), len(conditional.models_), 3)
+    fold = balanced_folds(len(y), len(conditional.models_), 3)
     one, offsets = conditional._excess_of(np.log(conditional._proba(x, fold)), y)
     monkeypatch.setattr(drift_module, "PREDICT_BLOCK", 999)
     monkeypatch.setattr(drift_module, "PARALLEL_ROWS", 1)

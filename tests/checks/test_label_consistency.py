@@ -387,14 +387,16 @@ def test_scoring_threads_default_to_the_process_cores_on_large_batches():
 
 
 def test_fold_assignment_in_blocks_equals_the_whole_matrix_hash(data, check, monkeypatch):
-    from sanitizer.checks import label_consistency
+    from sanitizer.checks import _common
 
     ref, pool = data
     table = _table(pd.concat([pool, pool.iloc[:500]], ignore_index=True), ref)
     x = table.encoded(check.encoder_)
     y = table.label_codes(tuple(check.classes_.tolist()))
-    monkeypatch.setattr(label_consistency, "PREDICT_BLOCK", 100)
-    blocked = check._fold_of(x, y)
+    monkeypatch.setattr(_common, "HASH_BLOCK", 100)
+    blocked = _common.content_folds(
+        x, check.hash_weights_, len(check.models_), 0.618033988749895 * y
+    )
     # the assignment as first written: one rounded copy of x, ties in row order by lexsort
     code = np.round(x, 6) @ check.hash_weights_ + 0.618033988749895 * y
     key = np.floor(np.abs(code) * 1e4 % 1e6).astype(np.int64)
