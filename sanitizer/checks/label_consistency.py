@@ -74,6 +74,7 @@ exactly as before.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -83,6 +84,7 @@ import numpy as np
 from sanitizer.checks._common import (
     content_folds,
     fill_by_fold,
+    run_tasks,
     scoring_threads,
     shared_encoder,
 )
@@ -125,9 +127,10 @@ class LabelConsistencyCheck(Check):
     clean flag rate, scored out of fold; else the share of the reference kept out
     of fitting to measure it), ``n_threads``
     (threads scoring rows with the models, and fitting them; None, the default: one
-    for fitting and for batches below ``parallel_rows`` rows, the cores this process
-    may use above — each thread scores row blocks with one OpenMP thread, so threads
-    do not contend the way OpenMP teams do on a busy machine), ``seed``.
+    for batches below ``parallel_rows`` rows, the cores this process may use above
+    and for fitting the fold models side by side — each thread scores row blocks or
+    fits a model with one OpenMP thread, so threads do not contend the way OpenMP
+    teams do on a busy machine), ``seed``.
     """
 
     name = "label_consistency"
@@ -217,7 +220,6 @@ class LabelConsistencyCheck(Check):
 
     def fit(self, reference: Table) -> Self:
         from sklearn.model_selection import KFold, StratifiedKFold
-        from threadpoolctl import threadpool_limits
 
         rng = np.random.default_rng(self.seed)
         self.encoder_ = shared_encoder(reference)
@@ -261,12 +263,20 @@ class LabelConsistencyCheck(Check):
             cv = KFold(folds, shuffle=True, random_state=self.seed)
         n_classes = len(self.classes_)
         proba = np.zeros((len(y_fit), n_classes))
-        self.models_: list[Any] = []
-        with threadpool_limits(limits=self.n_threads or 1):  # small fits: one thread
-            for train, test in cv.split(x_fit, y_fit):
-                model = self._fit_model(x_fit[train], y_fit[train])
-                proba[test] = _proba(model, x_fit[test], n_classes)
-                self.models_.append(model)
+        splits = list(cv.split(x_fit, y_fit))
+        models: list[Any] = [None] * len(splits)
+
+        def fit_fold(j: int) -> None:
+            train, test = splits[j]
+            models[j] = self._fit_model(x_fit[train], y_fit[train])
+            proba[test] = _proba(models[j], x_fit[test], n_classes)
+
+        # the fold models side by side, each on one thread (small fits)
+        run_tasks(
+            [functools.partial(fit_fold, j) for j in range(len(splits))],
+            scoring_threads(self.n_threads, len(y_fit), 0),
+        )
+        self.models_: list[Any] = models
         self.hash_weights_ = np.asarray(rng.normal(size=x_all.shape[1]))  # batch row → fold model
         p_given = proba[np.arange(len(y_fit)), y_fit]
         # confident-learning thresholds: average out-of-fold self-confidence per class
