@@ -136,6 +136,21 @@ def run_tasks(tasks: Sequence[Callable[[], None]], threads: int) -> None:
         raise errors[0]
 
 
+def map_threads(fn: Callable[[Any], Any], items: Sequence[Any], threads: int) -> list[Any]:
+    """``[fn(item) for item in items]`` on ``threads`` threads (``run_tasks``: each with
+    one OpenMP thread), in order. For independent model fits, e.g. fold models."""
+    results: list[Any] = [None] * len(items)
+
+    def task(i: int) -> Callable[[], None]:
+        def run() -> None:
+            results[i] = fn(items[i])
+
+        return run
+
+    run_tasks([task(i) for i in range(len(items))], threads)
+    return results
+
+
 def fill_rows(
     out: np.ndarray,
     jobs: Sequence[tuple[Any, Callable[[Any], np.ndarray]]],

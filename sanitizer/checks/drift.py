@@ -65,7 +65,6 @@ tests share ``alpha`` (Bonferroni).
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from typing import TYPE_CHECKING, Any, Self
@@ -76,8 +75,8 @@ from sanitizer.checks._common import (
     available_cores,
     balanced_folds,
     fill_by_fold,
+    map_threads,
     one_thread,
-    run_tasks,
     scoring_threads,
     shared_encoder,
     split_indices,
@@ -442,20 +441,18 @@ class ConditionalDriftCheck(Check):
         if k < 2 or x.shape[1] == 0 or len(rows) < MIN_CALIBRATION_ROWS or not trainable:
             log.info("conditional_drift: one class, no features or too few rows; will pass")
             return self
-        models: list[Any] = [None] * self.n_folds
 
-        def fit_fold(j: int) -> None:
+        def fit_fold(j: int) -> Any:
             model = HistGradientBoostingClassifier(
                 max_iter=100,
                 learning_rate=0.1,
                 max_leaf_nodes=15,
                 random_state=self.random_state,
             )
-            models[j] = model.fit(x[rows[fold != j]], y[rows[fold != j]])
+            return model.fit(x[rows[fold != j]], y[rows[fold != j]])
 
         # the fold models side by side, each on one thread
-        run_tasks([functools.partial(fit_fold, j) for j in range(self.n_folds)], available_cores())
-        self.models_ = models
+        self.models_ = map_threads(fit_fold, range(self.n_folds), available_cores())
         log_proba = np.log(self._proba(x[rows], fold))
         y_cal = y[rows]
         self.calibration_excess_, _ = self._excess_of(log_proba, y_cal)

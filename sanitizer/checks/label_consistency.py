@@ -74,7 +74,6 @@ exactly as before.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -84,7 +83,7 @@ import numpy as np
 from sanitizer.checks._common import (
     content_folds,
     fill_by_fold,
-    run_tasks,
+    map_threads,
     scoring_threads,
     shared_encoder,
 )
@@ -263,20 +262,17 @@ class LabelConsistencyCheck(Check):
             cv = KFold(folds, shuffle=True, random_state=self.seed)
         n_classes = len(self.classes_)
         proba = np.zeros((len(y_fit), n_classes))
-        splits = list(cv.split(x_fit, y_fit))
-        models: list[Any] = [None] * len(splits)
 
-        def fit_fold(j: int) -> None:
-            train, test = splits[j]
-            models[j] = self._fit_model(x_fit[train], y_fit[train])
-            proba[test] = _proba(models[j], x_fit[test], n_classes)
+        def fit_fold(split: tuple[np.ndarray, np.ndarray]) -> Any:
+            train, test = split
+            model = self._fit_model(x_fit[train], y_fit[train])
+            proba[test] = _proba(model, x_fit[test], n_classes)
+            return model
 
         # the fold models side by side, each on one thread (small fits)
-        run_tasks(
-            [functools.partial(fit_fold, j) for j in range(len(splits))],
-            scoring_threads(self.n_threads, len(y_fit), 0),
+        self.models_: list[Any] = map_threads(
+            fit_fold, list(cv.split(x_fit, y_fit)), scoring_threads(self.n_threads, len(y_fit), 0)
         )
-        self.models_: list[Any] = models
         self.hash_weights_ = np.asarray(rng.normal(size=x_all.shape[1]))  # batch row → fold model
         p_given = proba[np.arange(len(y_fit)), y_fit]
         # confident-learning thresholds: average out-of-fold self-confidence per class

@@ -85,7 +85,6 @@ the default 99%), so about 1% of clean rows are flagged, as with one family.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from dataclasses import dataclass, fields
@@ -99,8 +98,8 @@ from sanitizer.checks._common import (
     content_folds,
     fill_by_fold,
     fold_groups,
+    map_threads,
     one_thread,
-    run_tasks,
     scoring_threads,
     shared_encoder,
     subsample,
@@ -435,23 +434,22 @@ class OutlierCheck(Check):
         )
         density = np.empty(len(rows))
         combination = np.empty(len(rows))
-        models: list[FoldModel | None] = [None] * n_folds
 
-        def fit_fold(j: int, components: int | None) -> None:
+        def fit_fold(j: int, components: int | None = None) -> FoldModel:
             held_out = fold == j
             model = self._fit_fold(x[rows[~held_out]], groups, dependence, components)
             density[held_out] = model.density(x[rows[held_out]])
             if dependence:
                 combination[held_out] = model.combination(x[rows[held_out]])
-            models[j] = model
+            return model
 
         # the mixture's size is chosen by BIC on the first fold and kept for the others,
         # which are fitted side by side (each on one thread)
-        fit_fold(0, None)
-        components = models[0].mixture.n_components if models[0] is not None else None
-        later = [functools.partial(fit_fold, j, components) for j in range(1, n_folds)]
-        run_tasks(later, scoring_threads(self.n_threads, len(rows), 0))
-        self.folds_ = [model for model in models if model is not None]
+        first = fit_fold(0)
+        components = first.mixture.n_components
+        threads = scoring_threads(self.n_threads, len(rows), 0)
+        later = map_threads(lambda j: fit_fold(j, components), range(1, n_folds), threads)
+        self.folds_ = [first, *later]
         calibrated = self._calibrate(density)
         self.calibration_ = calibrated["calibration"]
         self.thresholds_ = calibrated["thresholds"]
