@@ -11,7 +11,12 @@ signals, all vectorised:
   test compares its batch count with its reference count (one-sided), and a finding
   also needs ``min_fold`` times the reference frequency (so ordinary discrete
   values under mild drift do not count). This catches the clean-label variant: the
-  labels do not change but the fixed value cannot hide.
+  labels do not change but the fixed value cannot hide. Its rows must lean to one
+  label, though: some class holds more than half of them and at least its share
+  of the value's reference bin. A trigger puts every row in the target class
+  (clean-label too); a value that a covariate drift made common keeps its bin's
+  labels (``digits``' strong drift: pixel 58 at 15 on 22 of 100 rows, 8 of them
+  labelled 5 against the bin's 29%, no class a majority).
 * **Label association** per cell (a categorical value, or a reference-quantile bin
   of a numeric feature): for each (cell, class), Zelen's exact test that the odds
   ratio of (in the cell, of the class) is larger in the batch than in the
@@ -319,7 +324,7 @@ class BackdoorCheck(Check):
         tests: list[_Tests] = []
         columns = batch.numeric_columns  # contiguous float64 columns, no matrix copy
         for j, name in enumerate(self.numeric_):
-            masses = next(kept) if reuse else self._point_masses(name, j, columns)
+            masses = next(kept) if reuse else self._point_masses(name, j, columns, y)
             tests.append(masses)
             cells = _cell_codes(self.edges_[j], columns[j])
             # Rows explained by a point mass do not also count in their bin's label
@@ -557,7 +562,7 @@ class BackdoorCheck(Check):
         hi = np.concatenate([edges, [srt[-1] if len(srt) else np.inf]])
         return [f"in [{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi, strict=True)]
 
-    def _point_masses(self, name: str, j: int, columns: list[np.ndarray]) -> _Tests:
+    def _point_masses(self, name: str, j: int, columns: list[np.ndarray], y: np.ndarray) -> _Tests:
 
         col = columns[j]
         vals = col[~np.isnan(col)]  # a copy: sorted in place
@@ -593,6 +598,14 @@ class BackdoorCheck(Check):
                 effect_ok[i] = False
                 p[i] = 1.0
                 continue
+            ref_share = self._bin_share(j, float(uniq[u]))
+            if not _leans_to_one_label(y[member], ref_share):
+                # A value that drift made common carries its bin's labels; a trigger's
+                # rows share one (both variants), clean rows of the value diluting it
+                # by at most 1 / min_fold.
+                effect_ok[i] = False
+                p[i] = 1.0
+                continue
             findings[int(i)] = _Lazy(
                 kind="point_mass",
                 feature=name,
@@ -600,7 +613,7 @@ class BackdoorCheck(Check):
                 member=member,
                 label=-1,
                 ref_rows=int(r[i]),
-                ref_share=self._bin_share(j, float(uniq[u])),
+                ref_share=ref_share,
             )
         return _Tests("point_mass", p=p, p_min=p_min, effect_ok=effect_ok, findings=findings)
 
@@ -677,3 +690,18 @@ class BackdoorCheck(Check):
             # chi-square(1) CDF of the projection scaled by the top eigenvalue
             out[rows] = erf(np.sqrt(proj / scales[i] / 2.0))
         return out, info
+
+
+def _leans_to_one_label(labels: np.ndarray, ref_share: np.ndarray) -> bool:
+    """Whether a point mass's batch rows lean to one label: some class holds more than
+    half of them and at least its share ``ref_share`` of the value's reference bin. A
+    trigger puts all its rows in the target class (clean-label too), and the clean
+    rows that happen to hold the value, about one in ``min_fold`` of the finding or
+    fewer, keep the bin's shares: the target's share stays above both. A value that
+    covariate drift made common keeps its bin's shares too, which in more than two
+    classes leaves none with a majority (``digits``: 8 of 22 rows labelled 5)."""
+    labels = labels[labels >= 0]
+    if not len(labels):
+        return False
+    share = np.bincount(labels, minlength=len(ref_share))[: len(ref_share)] / len(labels)
+    return bool(np.any((share > 0.5) & (share >= ref_share)))

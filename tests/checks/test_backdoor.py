@@ -110,6 +110,31 @@ def test_categorical_trigger_label_association() -> None:
     )
 
 
+def test_a_common_value_needs_its_rows_to_lean_to_one_label() -> None:
+    """Three classes. A value set on 10% of the rows whatever their label (drift made
+    it common, as pixel 58 of the ``digits`` strong drift) is no trigger: its rows keep
+    the batch's labels, no class a majority. The same value on the same rows,
+    labelled one class, is one."""
+    data = make_dataset(6_000, n_numeric=8, n_classes=3, seed=22)
+    reference, pool = split(data, [4_000, 2_000], seed=1)
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = BackdoorCheck().fit(Table(reference, contract))
+    value = float(np.quantile(reference["x3"], 0.5))
+    for seed in range(3):
+        batch = pool.sample(400, random_state=30 + seed).reset_index(drop=True)
+        rows = np.random.default_rng(seed).choice(len(batch), 40, replace=False)
+        assert np.bincount(batch.loc[rows, "label"], minlength=3).max() <= 20
+        batch.loc[rows, "x3"] = value
+        spread = check.run(Table(batch, contract))
+        assert not any(f["kind"] == "point_mass" for f in spread.info["findings"])
+        assert spread.p_value > 0.01, spread.message
+        batch.loc[rows, "label"] = 1
+        leaning = check.run(Table(batch, contract))
+        assert leaning.failed
+        masses = [f for f in leaning.info["findings"] if f["kind"] == "point_mass"]
+        assert [f["feature"] for f in masses] == ["x3"]
+
+
 def test_duplicate_rows_are_not_called_triggers() -> None:
     """Whole-row copies are the duplicates check's business."""
     check, _, pool, contract = fitted()
