@@ -601,8 +601,8 @@ class BackdoorCheck(Check):
             ref_share = self._bin_share(j, float(uniq[u]))
             if not _leans_to_one_label(y[member], ref_share):
                 # A value that drift made common carries its bin's labels; a trigger's
-                # rows share one (both variants), clean rows of the value diluting it
-                # by at most 1 / min_fold.
+                # rows share one (both variants), the clean rows of the value (about
+                # one in min_fold of the finding, or fewer) diluting it.
                 effect_ok[i] = False
                 p[i] = 1.0
                 continue
