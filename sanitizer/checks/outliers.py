@@ -21,11 +21,11 @@ content, so given the models it is exactly as unseen as that fold's rows were.
 It is compared with every fold's rows, whose models differ a little: pooled
 cross-fitted scores are exchangeable with it only approximately (over 3,200 clean
 200-row batches against eight 15,000-row references the check failed 4 at its
-level of 0.002, see the README's 15,000-row table). (Until profile format 14 the models learnt from 40% of the reference and the
-other 60% calibrated; now each learns from 80% and all of it calibrates, which
-matters most for a small reference: ``digits``' 898 rows, 539 calibrating
-before.) Because the threshold is an order statistic of ``m`` exchangeable
-held-out scores, the exceedance probability
+level of 0.002, see the README's 15,000-row table). (Until profile format 14 the
+models learnt from 40% of the reference and the other 60% calibrated; now each
+learns from 80% and all of it calibrates, which matters most for a small
+reference: ``digits``' 898 rows, 539 calibrating before.) Because the threshold is
+an order statistic of ``m`` exchangeable held-out scores, the exceedance probability
 of a clean row is ``Beta(j, m - j + 1)`` distributed (``j`` held-out rows at or
 above it), so the number of flagged clean rows in a batch of ``n`` is
 beta-binomial: the batch p-value is that exact one-sided tail (the binomial test
@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Self
 
@@ -499,19 +500,18 @@ class OutlierCheck(Check):
             "tail": fit_tail(cal, self.tail_fraction),
         }
 
-    def _raw(self, x: np.ndarray, fold: np.ndarray, family: str) -> np.ndarray:
-        """Each row's raw score of ``family`` (``"density"``: negative log-density;
-        ``"dependence"``: the classifier's log-odds) by fold model ``fold[row]``, in
-        chunks (the mixture's temporaries then stay small), on several threads for a
-        large batch: a row's score does not depend on its chunk."""
+    def _raw(
+        self, x: np.ndarray, fold: np.ndarray, score: Callable[[FoldModel, np.ndarray], np.ndarray]
+    ) -> np.ndarray:
+        """Each row's raw ``score`` (``FoldModel.density`` or ``FoldModel.combination``)
+        by fold model ``fold[row]``, in chunks (the mixture's temporaries then stay
+        small), on several threads for a large batch: a row's score does not depend on
+        its chunk."""
         out = np.empty(len(x))
-
-        def score(model: FoldModel, rows: np.ndarray) -> np.ndarray:
-            block = x[rows]
-            return model.density(block) if family == "density" else model.combination(block)
-
         threads = scoring_threads(self.n_threads, len(x), self.parallel_rows)
-        fill_by_fold(out, self.folds_, fold, score, SCORE_CHUNK, threads)
+        fill_by_fold(
+            out, self.folds_, fold, lambda model, rows: score(model, x[rows]), SCORE_CHUNK, threads
+        )
         return out
 
     # -- scanning ----------------------------------------------------------------
@@ -538,10 +538,14 @@ class OutlierCheck(Check):
         # batch row is exactly as unseen as a reference row was out of fold, and a
         # permutation of the batch permutes the scores
         fold = content_folds(x, self.hash_weights_, len(self.folds_))
-        families = [("density", self._raw(x, fold, "density"), density)]
+        families = [("density", self._raw(x, fold, FoldModel.density), density)]
         if self.dependence_calibration_ is not None:
             families.append(
-                ("dependence", self._raw(x, fold, "dependence"), self.dependence_calibration_)
+                (
+                    "dependence",
+                    self._raw(x, fold, FoldModel.combination),
+                    self.dependence_calibration_,
+                )
             )
         # Weighted Bonferroni over every family's two tests (its levels, jointly
         # calibrated, and its tail test). One family: the levels get three quarters of

@@ -49,7 +49,7 @@ def test_every_reference_row_calibrates_scored_by_the_fold_model_that_never_saw_
     from the model of its own fold, which was fitted on the other folds' rows only
     (refitted here without them, it gives the same scores)."""
     from sanitizer.checks._common import balanced_folds, content_folds
-    from sanitizer.checks.outliers import _column_groups
+    from sanitizer.checks.outliers import FoldModel, _column_groups
 
     check, reference, _, contract = fitted()
     x = Table(reference, contract).encoded(check.encoder_)
@@ -57,11 +57,11 @@ def test_every_reference_row_calibrates_scored_by_the_fold_model_that_never_saw_
     assert check.dependence_calibration_ is not None
     fold = balanced_folds(len(x), 5, check.random_state)
     assert np.bincount(fold).max() - np.bincount(fold).min() <= 1
-    for family, cal in (
-        ("density", check.calibration_),
-        ("dependence", check.dependence_calibration_["calibration"]),
+    for score, cal in (
+        (FoldModel.density, check.calibration_),
+        (FoldModel.combination, check.dependence_calibration_["calibration"]),
     ):
-        np.testing.assert_allclose(np.sort(check._raw(x, fold, family)), cal)
+        np.testing.assert_allclose(np.sort(check._raw(x, fold, score)), cal)
     size = check.folds_[0].mixture.n_components
     refit = check._fit_fold(x[fold != 1], _column_groups(check.encoder_), True, size)
     held_out = x[fold == 1]
