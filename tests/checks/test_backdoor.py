@@ -584,6 +584,49 @@ def test_clean_discrete_batches_rarely_fail_the_pair_test() -> None:
     assert sum(r.failed for r in runs) <= 1
 
 
+@cache
+def _randhie() -> pd.DataFrame:
+    """statsmodels' `randhie` survey table (shipped in the package, the detection
+    benchmark's held-out set): label "any doctor visit", 20,190 rows, 9 features."""
+    module = pytest.importorskip(
+        "statsmodels.datasets.randhie", reason="statsmodels (dev extra) ships the randhie table"
+    )
+    data = module.load_pandas().data
+    frame = data.drop(columns=["mdvis"]).astype(float)
+    frame["label"] = (data["mdvis"] > 0).astype(int)
+    frame.insert(0, "record_id", np.arange(len(frame)))
+    return frame
+
+
+@pytest.mark.parametrize("clean_label", [False, True])
+def test_a_pair_trigger_among_hundreds_of_pair_tests_is_not_charged_a_third_of_the_level(
+    clean_label: bool,
+) -> None:
+    """The held-out `randhie` miss at 200 rows (the benchmark's seed 0): a trigger on
+    4 rows, (physlm, disea) set to values the 5,000-row reference holds once each,
+    never together. Its (pair, label) cell is p ≈ 2.5e-6 among about 450 testable
+    pair cells and 40 label cells. With a third of the level for each family (0.0033 > 0.002, the
+    check's level in the sanitizer) it passed; the label associations and value
+    pairs now share two thirds under one count (0.0017–0.0019)."""
+    full = _randhie()
+    order = np.random.default_rng(1000).permutation(len(full))
+    reference = full.iloc[order[:5000]].reset_index(drop=True)
+    batch = full.iloc[order[5000:5200]].reset_index(drop=True)
+    poisoned, mask = attacks.backdoor_trigger(
+        batch, "label", 0, reference=reference, rate=0.02, clean_label=clean_label
+    )
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = BackdoorCheck(alpha=0.002).fit(Table(reference, contract))
+    result = check.run(Table(poisoned, contract))
+    assert result.failed
+    finding = result.info["findings"][0]
+    assert (finding["kind"], finding["feature"], finding["rows"]) == ("pair", "physlm & disea", 4)
+    assert set(np.flatnonzero(mask)) == set(np.flatnonzero(result.row_flags))
+    # a third of the level and the pairs' own count would not have proved it
+    assert 3 * result.info["tests_counted"]["pair"] * finding["p_value"] > check.alpha
+    assert result.info["tests_counted"]["pair"] > 10 * result.info["tests_counted"]["label"]
+
+
 def _one_five(frame: pd.DataFrame) -> pd.DataFrame:
     """At most one code 5 per row: no clean row holds a pair of 5s."""
     codes = frame.filter(like="q").to_numpy().copy()
