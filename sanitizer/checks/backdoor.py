@@ -357,7 +357,7 @@ class BackdoorCheck(Check):
         p_all = np.concatenate([t.p for t in tests]) if tests else np.zeros(0)
         effect_ok = np.concatenate([t.effect_ok for t in tests]) if tests else np.zeros(0, bool)
         p_min = np.concatenate([t.p_min for t in tests]) if tests else np.zeros(0)
-        kind = np.concatenate([np.full(len(t.p), t.kind) for t in tests]) if tests else p_min
+        kind = np.concatenate([np.full(len(t.p), t.kind) for t in tests] or [np.zeros(0, str)])
         adjusted = np.ones(len(p_all))
         counted: dict[str, int] = {}
         for group, share in _groups(families):

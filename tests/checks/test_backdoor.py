@@ -605,9 +605,10 @@ def test_a_pair_trigger_among_hundreds_of_pair_tests_is_not_charged_a_third_of_t
     """The held-out `randhie` miss at 200 rows (the benchmark's seed 0): a trigger on
     4 rows, (physlm, disea) set to values the 5,000-row reference holds once each,
     never together. Its (pair, label) cell is p ≈ 2.5e-6 among about 450 testable
-    pair cells and 40 label cells. With a third of the level for each family (0.0033 > 0.002, the
-    check's level in the sanitizer) it passed; the label associations and value
-    pairs now share two thirds under one count (0.0017–0.0019)."""
+    pair cells and 40 label cells. With a third of the level for each family it
+    passed (0.0033 > 0.002, the check's level in the sanitizer); the label
+    associations and value pairs now share two thirds under one count
+    (0.0017–0.0019)."""
     full = _randhie()
     order = np.random.default_rng(1000).permutation(len(full))
     reference = full.iloc[order[:5000]].reset_index(drop=True)
