@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sanitizer.checks.base import Check
     from sanitizer.engine import Sanitizer
 
-FORMAT_VERSION = 14  # 2: the outlier check's fitted tail; 3: the backdoor check's value-pair
+FORMAT_VERSION = 15  # 2: the outlier check's fitted tail; 3: the backdoor check's value-pair
 # counts; 4: the outlier check's dependence score; 5: conditional_drift's calibration slope;
 # 6: conditional_drift's held-out excess loss after fitted class offsets; 7: the label
 # check's extreme level; 8: the backdoor check's value pairs by label, the label check's
@@ -47,7 +47,8 @@ FORMAT_VERSION = 14  # 2: the outlier check's fitted tail; 3: the backdoor check
 # calibrates, scored by the fold model fitted without it; the label check ranks batch rows
 # among all but one random reference row of each label; conditional_drift keeps its fold
 # models); 14: the outlier check's cross-fitting (fold models of mixture, rare values and
-# dependence classifier; every reference row calibrates)
+# dependence classifier; every reference row calibrates); 15: the outlier check's discrete
+# columns and their values (a value off them is novel)
 TRUSTED_MODEL_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 

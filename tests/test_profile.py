@@ -144,7 +144,7 @@ def test_a_profile_of_another_format_is_refused_with_a_refit_hint(
     with zipfile.ZipFile(path) as z:
         members = {name: z.read(name) for name in z.namelist()}
     doc = json.loads(members["profile.json"])
-    assert doc["format"] == FORMAT_VERSION == 14
+    assert doc["format"] == FORMAT_VERSION == 15
     doc["format"] = 9
     members["profile.json"] = json.dumps(doc).encode()
     old = tmp_path / "old.zip"

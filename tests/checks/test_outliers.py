@@ -943,3 +943,144 @@ def test_rare_category_surprises_are_a_distribution_over_each_zero_state(
         assert np.all(counts[~dropped] >= share * n)  # the modelled categories are common
     scores = _category_surprise(xx, cats)
     assert np.shape(scores) in ((), (n,)) and np.all(np.isfinite(scores))
+
+
+def coded_table(rows: int = 9_000, seed: int = 21) -> pd.DataFrame:
+    """Survey-like data: six correlated answers coded 1–5 and a count of 0–9, the
+    label from the latent answers; each value occurs hundreds of times."""
+    rng = np.random.default_rng(seed)
+    cov = 0.5 * np.eye(6) + 0.5
+    z = rng.multivariate_normal(np.zeros(6), cov, size=rows)
+    data = pd.DataFrame(np.clip(np.round(1.2 * z) + 3, 1, 5), columns=[f"q{j}" for j in range(6)])
+    data["visits"] = np.minimum(rng.poisson(2.0, rows), 9).astype(float)
+    data["label"] = (z[:, 0] + z[:, 1] + rng.normal(0, 1, rows) > 0).astype(int)
+    data.insert(0, "record_id", np.arange(rows))
+    return data
+
+
+def test_discrete_columns_and_the_surprise_of_an_unseen_value() -> None:
+    """A column whose values mostly recur is discrete; one whose values mostly occur
+    once is not. A value it does not hold adds -log of the Good–Turing share of
+    values seen once (add-one); a held value (on an integer grid: any step of it
+    between the extremes) and the encoded median (a missing value) add nothing."""
+    from sanitizer.checks.outliers import _lattice, _lattice_surprise
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    codes = rng.integers(1, 6, n).astype(float)
+    counts = rng.poisson(3.0, n).astype(float)
+    counts[0] = 40.0  # one value seen once
+    x = np.column_stack([codes, counts, rng.normal(size=n), codes])
+    lattice = _lattice(x, np.array([0, 1, 2]))
+    assert lattice["columns"].tolist() == [0, 1]  # column 3 was not offered
+    ones = np.count_nonzero(np.unique(counts, return_counts=True)[1] == 1)
+    np.testing.assert_allclose(lattice["surprise"], -np.log(np.array([1.0, ones + 1.0]) / (n + 1)))
+    rows = np.array(
+        [
+            [3.0, 2.0, 0.1, 0.0],  # seen values
+            [0.0, 0.0, 5.0, 9.9],  # 0 (a missing value's encoding) counts as seen
+            [3.004, 2.0, 0.0, 0.0],  # a jittered code
+            [3.004, 2.5, 0.0, 0.0],  # and a count between counts
+        ]
+    )
+    per_column = _lattice_surprise(rows, lattice, total=False)
+    assert per_column.tolist()[:2] == [[0.0, 0.0], [0.0, 0.0]]
+    np.testing.assert_allclose(per_column[2:], [lattice["surprise"] * [1, 0], lattice["surprise"]])
+    np.testing.assert_allclose(_lattice_surprise(rows, lattice), per_column.sum(axis=1))
+    # a grid with a value missing inside (rooms 1-5 and 7) holds 6, not 6.5 or 8;
+    # values with gaps of no common step (logs of coinsurance rates) hold only themselves
+    rooms = np.repeat([1.0, 2, 3, 4, 5, 7], [300, 600, 600, 300, 150, 50])
+    logs = np.log(np.repeat([1.0, 10, 25, 50, 95], 400))
+    grid = _lattice(np.column_stack([rooms, logs]), np.array([0, 1]))
+    assert grid["step"].tolist() == [1.0, 0.0]
+    probe = np.column_stack([[6.0, 6.5, 8.0, 1.0], [np.log(25.0), np.log(30.0), 0.5, 0.0]])
+    held = _lattice_surprise(probe, grid, total=False) == 0
+    assert held.tolist() == [[True, True], [False, False], [False, False], [True, True]]
+    assert _lattice(x, np.array([0, 1, 2]), mass=0.0)["columns"].size == 0  # option off
+    assert _lattice(x[:50], np.array([0]))["columns"].size == 0  # 50 rows cannot say 1%
+    with pytest.raises(ValueError, match="lattice_mass"):
+        OutlierCheck(lattice_mass=1.0)
+    check = fitted()[0]  # continuous columns: no discrete ones, the scores as before
+    assert all(model.lattice["columns"].size == 0 for model in check.folds_)
+
+
+@given(
+    levels=st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=5),
+    rows=st.integers(min_value=200, max_value=2_000),
+    seed=st.integers(min_value=0, max_value=10_000),
+    offset=st.floats(min_value=1e-4, max_value=0.49),
+)
+@settings(max_examples=40, deadline=None)
+def test_a_reference_row_is_never_off_the_discrete_values(
+    levels: list[int], rows: int, seed: int, offset: float
+) -> None:
+    """Any row made of values the fitting rows hold scores 0; moving one discrete
+    column's value off its grid (by more than the rounding tolerance) adds exactly
+    that column's surprise."""
+    from sanitizer.checks.outliers import _lattice, _lattice_surprise
+
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([rng.integers(0, k, rows) for k in levels]).astype(float)
+    lattice = _lattice(x, np.arange(x.shape[1]))
+    assert lattice["columns"].size == x.shape[1]  # every value recurs
+    mixed = np.column_stack([rng.choice(x[:, j], 50) for j in range(x.shape[1])])
+    assert not np.any(_lattice_surprise(mixed, lattice))
+    j = int(rng.integers(0, x.shape[1]))
+    mixed[:, j] += offset
+    np.testing.assert_allclose(
+        _lattice_surprise(mixed, lattice), lattice["surprise"][j] * np.ones(50)
+    )
+
+
+def test_jittered_copies_of_coded_rows_are_novel() -> None:
+    """Jittered replicas (Truth Serum with noise of 0.01 standard deviations) of
+    reference rows in a table of codes: every value in range, each within a hair of a
+    real row, so a density on the codes does not see them (the check passes with the
+    discrete columns off). Off the columns' values they are beyond every reference
+    row: 10 such rows of 1,000 fail every batch, and they are the rows flagged; clean
+    batches pass and a copy without jitter is not novel."""
+    data = coded_table()
+    reference, pool = split(data, [4_000, 5_000], seed=2)
+    contract = DataContract.from_reference(reference, CONFIG)
+    check = OutlierCheck(alpha=0.002).fit(Table(reference, contract))
+    off = OutlierCheck(alpha=0.002, lattice_mass=0.0).fit(Table(reference, contract))
+    names = [f"q{j}" for j in range(6)] + ["visits"]
+    for seed in range(3):
+        batch = pool.iloc[seed * 1000 : (seed + 1) * 1000].reset_index(drop=True)
+        clean = check.run(Table(batch, contract))
+        assert not clean.failed, clean.message
+        assert clean.info["discrete_columns"] == names
+        poisoned, mask = attacks.truth_serum_replicas(
+            batch, "label", seed, reference=reference, rate=0.01, jitter=0.01
+        )
+        result = check.run(Table(poisoned, contract))
+        assert result.failed and result.p_value < 1e-6, result.message
+        assert set(np.flatnonzero(mask)) <= set(np.flatnonzero(result.row_flags))
+        assert roc_auc_score(mask, result.row_scores) > 0.99
+        reason = result.row_reasons[int(np.flatnonzero(mask)[0])][0]
+        assert "beyond every reference row" in reason and "most unusual: q" in reason
+        assert not off.run(Table(poisoned, contract)).failed
+        exact, _ = attacks.truth_serum_replicas(batch, "label", seed, reference=reference)
+        assert not check.run(Table(exact, contract)).failed
+
+
+def test_discrete_columns_survive_a_saved_profile(tmp_path: Any) -> None:
+    """The fold models' discrete columns and values are saved as plain arrays: the
+    loaded profile scores jittered coded rows exactly as the fitted one."""
+    from sanitizer.profile import load_profile, save_profile
+
+    data = coded_table(6_000, seed=22)
+    reference, pool = split(data, [3_000, 3_000], seed=3)
+    sanitizer = Sanitizer(
+        label_column="label", id_columns=("record_id",), checks={"outliers": CheckConfig()}
+    ).fit(reference)
+    loaded = load_profile(save_profile(sanitizer, tmp_path / "p.zip"))
+    batch = pool.iloc[:500].reset_index(drop=True)
+    poisoned, _ = attacks.truth_serum_replicas(
+        batch, "label", 0, reference=reference, rate=0.02, jitter=0.01
+    )
+    a, b = sanitizer.scan(poisoned), loaded.scan(poisoned)
+    assert a.verdict == b.verdict == "quarantine"
+    np.testing.assert_array_equal(a.row_scores.to_numpy(), b.row_scores.to_numpy())
+    model = next(c for c, _ in loaded.checks_ if c.name == "outliers").folds_[0]
+    assert model.lattice["columns"].size == 7 and model.lattice["values"].dtype == float
