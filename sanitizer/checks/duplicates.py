@@ -31,12 +31,16 @@ accepted history), leave-one-out, and is recomputed when history is added:
   ``r`` times into the batch and never seen with that label has p = C(n, r) /
   C(n + m, r)), with Tarone's correction: only cells large enough to reach
   significance count as tests, so a table full of natural twin pairs does not
-  dilute a burst of seven copies.
+  dilute a burst of seven copies;
+- the burst sum: several targets copied a few times each, on a table of codes whose
+  copy cells also hold natural rows, where no cell alone survives that correction:
+  the truncated product of the exact copy cells' tails (see ``_BurstSum``).
 
-The batch p-value is the Bonferroni minimum of the three; when that does not reject,
-the smallest of the three is calibrated by random splits of the pooled twin cells
-(the batch as a random subset of batch + comparison set), which does not pay three
-times for replicas that both conflict and burst (see ``_exchangeable_pvalue``).
+The batch p-value is the weighted Bonferroni minimum of the four (0.3 of the level
+for each single test, 0.1 for the burst sum); when that does not reject, it is
+calibrated by random splits of the pooled twin cells (the batch as a random subset
+of batch + comparison set), which does not pay several times for replicas that
+both conflict and burst (see ``_exchangeable_pvalue``).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import numpy as np
 
 from sanitizer.checks._common import run_tasks, scoring_threads, shared_encoder, tarone_count
+from sanitizer.checks._shift import domain_shift
 from sanitizer.checks.base import Check, CheckResult, Status
 
 if TYPE_CHECKING:
@@ -65,6 +70,10 @@ SEARCH_CHUNK = 20_000  # candidate rows verified per step (bounds memory)
 NULL_HITS = 100  # calibration draws stop at this many null statistics as extreme
 NULL_CHUNK_CELLS = 400_000  # draws x twin cells evaluated per step (bounds memory)
 NULL_MAX_WORK = 10_000_000  # draws x twin cells beyond which Bonferroni stands alone
+SUM_TAU = 0.01  # a copy cell below this p adds log(SUM_TAU / p) to the burst sum
+SUM_SHARE = 0.1  # the burst sum's share of the level; the three single tests split the rest
+SINGLE_SHARE = (1.0 - SUM_SHARE) / 3.0
+SUM_LAMBDAS = np.linspace(0.05, 0.95, 19)  # Chernoff exponents tried for its nominal p
 
 
 class DuplicatesCheck(Check):
@@ -78,7 +87,10 @@ class DuplicatesCheck(Check):
     is abandoned for exact matching when the data is so dense at this tolerance
     that vectors average more twins than this), ``n_threads`` (threads searching the
     grid; None, the default: one below ``parallel_rows`` rows, the cores this process
-    may use above), ``seed``.
+    may use above), ``shift_alpha`` (level of the covariate-shift test below which a
+    batch that fails by the burst sum alone is tested again against the shift, see
+    ``_shifted_sum``; None or 0: never), ``max_shift_rows`` (rows of each side the
+    domain classifier is fitted on), ``seed``.
     """
 
     name = "duplicates"
@@ -97,6 +109,8 @@ class DuplicatesCheck(Check):
         draws: int = 100_000,
         n_threads: int | None = None,
         parallel_rows: int = 100_000,
+        shift_alpha: float | None = 0.01,
+        max_shift_rows: int = 4_000,
         seed: int = 0,
     ) -> None:
         if not 0.0 < alpha < 1.0:
@@ -109,6 +123,10 @@ class DuplicatesCheck(Check):
             raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
         if draws < 0:
             raise ValueError(f"draws must be >= 0, got {draws}")
+        if shift_alpha is not None and not 0.0 <= shift_alpha < 1.0:
+            raise ValueError(f"shift_alpha must be None or in [0, 1), got {shift_alpha!r}")
+        if max_shift_rows < 10:
+            raise ValueError(f"max_shift_rows must be >= 10, got {max_shift_rows!r}")
         self.alpha = alpha
         self.row_alpha = row_alpha
         self.tolerance = tolerance
@@ -118,6 +136,8 @@ class DuplicatesCheck(Check):
         self.draws = draws
         self.n_threads = n_threads
         self.parallel_rows = parallel_rows
+        self.shift_alpha = shift_alpha or None
+        self.max_shift_rows = max_shift_rows
         self.seed = seed
 
     # -- fitting and history ----------------------------------------------------------
@@ -392,8 +412,13 @@ class DuplicatesCheck(Check):
 
         # bursts, batch level: every (vector, label) twin cell, seen or not, by its batch
         # count given its pooled count (hypergeometric); Tarone's correction
-        burst = _CellBursts(counts, n, m, self.alpha / 3.0)
+        burst = _CellBursts(counts, n, m, self.alpha * SINGLE_SHARE)
         p_burst, cell_p = burst.pvalue(), burst.row_pvalues(unique, y)
+        # the burst sum: several copy cells far out together
+        own_total = counts.own_comp + counts.own_batch
+        burst_sum = _BurstSum(own_total, n, m)
+        sum_stat = float(burst_sum.statistic(counts.own_batch[None], own_total, burst_sum.cells)[0])
+        p_sum = float(burst_sum.pvalue(np.array([sum_stat]))[0])
         burst_rows = known & (cell_p < self.row_alpha)
         row_p = np.where(burst_rows, np.minimum(row_p, cell_p), row_p)
 
@@ -410,10 +435,18 @@ class DuplicatesCheck(Check):
         )
         twins = (comp_total + batch_total) > 1
         scores = np.where(twins, 1.0 - np.clip(row_p, 0.0, 1.0), 0.0)
-        bonferroni = min(1.0, 3.0 * min(p_conflict, p_unseen, p_burst))
+        single = min(p_conflict, p_unseen, p_burst)
+        bonferroni = min(1.0, float(_weighted_min(single, p_sum)))
         p_value, draws = bonferroni, 0
         if self.draws and bool(known.all()) and self.alpha <= bonferroni < 1.0:
-            p_value, draws = self._exchangeable_pvalue(counts, n, m, bonferroni, burst)
+            p_value, draws = self._exchangeable_pvalue(counts, n, m, bonferroni, burst, burst_sum)
+        shift_info: dict[str, float] = {}
+        if p_value < self.alpha and single / SINGLE_SHARE >= self.alpha:
+            # the burst sum decided: a covariate shift raises many cells a little too
+            shifted, shift_info = self._shifted_sum(parts, counts, n, m)
+            if shifted is not None:
+                p_sum = max(p_sum, shifted)
+                p_value = max(p_value, min(1.0, float(_weighted_min(single, p_sum))))
         status: Status = "fail" if p_value < self.alpha else "pass"
         flagged = int(flags.sum())
         reasons = {
@@ -426,6 +459,8 @@ class DuplicatesCheck(Check):
             f"twin, {int(np.sum(flags & (unseen | seen | burst_rows)))} in replication bursts; "
             f"{replicated} rows have a twin in the batch; p = {p_value:.3g}"
         )
+        if p_sum / SUM_SHARE < single / SINGLE_SHARE:
+            message += f" (led by the burst sum of copy cells: {sum_stat:.1f}, p = {p_sum:.3g})"
         return self.result(
             status,
             message,
@@ -445,7 +480,11 @@ class DuplicatesCheck(Check):
                 "p_unseen_burst": p_unseen,
                 "p_burst": p_burst,
                 "burst_tests": burst.tests,
+                "burst_sum": sum_stat,
+                "burst_sum_cells": int(burst_sum.cells.sum()),
+                "p_burst_sum": p_sum,
                 "p_bonferroni": bonferroni,
+                **shift_info,
                 "null_draws": draws,
                 "rows_with_batch_twin": replicated,
                 "comparison_rows": m,
@@ -454,26 +493,35 @@ class DuplicatesCheck(Check):
         )
 
     def _exchangeable_pvalue(
-        self, counts: _Counts, n: int, m: int, bonferroni: float, burst: _CellBursts
+        self,
+        counts: _Counts,
+        n: int,
+        m: int,
+        bonferroni: float,
+        burst: _CellBursts,
+        burst_sum: _BurstSum,
     ) -> tuple[float, int]:
-        """The batch p-value calibrated by drawing the batch as random n-subsets of the
-        pooled rows (batch + comparison set), capped by Bonferroni, and the number of
-        draws made. Called only when Bonferroni alone does not reject.
+        """The batch p-value of the four tests together, calibrated by drawing the batch
+        as random n-subsets of the pooled rows (batch + comparison set) and capped by
+        their Bonferroni bound, and the number of draws made. Called only when
+        Bonferroni alone does not reject.
 
-        The three tests look at the same rows (Truth Serum replicas conflict with their
-        genuine record *and* form a burst), so Bonferroni over them pays three times
-        for one finding. Under the null the batch is exchangeable with the comparison
-        set: given the pooled rows, which of them are the batch is a uniformly random
-        n-subset. Only rows with a twin in the pooled data can conflict or form a
-        burst, so a draw is the multivariate hypergeometric split of those twin cells
-        (vector × label); every test, the comparison set's own rates included, is
-        recomputed on it. Draws stop at the ``NULL_HITS``-th statistic at least as
-        extreme as the observed one (Besag & Clifford, 1991: p = hits / draws) or
-        after ``NULL_HITS / alpha`` draws (at most ``draws``; p = (hits + 1) / (draws +
-        1)). When the twin cells are too many for that many draws (low-cardinality
-        data full of natural twins), the Bonferroni p-value stands.
+        The tests look at the same rows (Truth Serum replicas conflict with their
+        genuine record *and* form a burst), so Bonferroni over them pays for one
+        finding several times, and the burst sum's nominal p-value is a loose bound.
+        Under the null the batch is exchangeable with the comparison set: given the
+        pooled rows, which of them are the batch is a uniformly random n-subset. Only
+        rows with a twin in the pooled data can conflict or form a burst, so a draw is
+        the multivariate hypergeometric split of those twin cells (vector × label);
+        every test, the comparison set's own rates included, is recomputed on it, and
+        the statistic is the smallest of the four nominal p-values. Draws stop at the
+        ``NULL_HITS``-th statistic at least as extreme as the observed one (Besag &
+        Clifford, 1991: p = hits / draws) or after ``NULL_HITS / alpha`` draws (at
+        most ``draws``; p = (hits + 1) / (draws + 1)). When the twin cells are too
+        many for that many draws (low-cardinality data full of natural twins), the
+        Bonferroni p-value stands.
         """
-        tests = _BurstTests(counts, n, m, burst)
+        tests = _BurstTests(counts, n, m, burst, burst_sum)
         cells = tests.total.size
         # enough draws to resolve p-values well below the level
         max_draws = min(self.draws, int(np.ceil(NULL_HITS / self.alpha)))
@@ -504,6 +552,52 @@ class DuplicatesCheck(Check):
             done += size
         return min(bonferroni, (hits + 1.0) / (done + 1.0)), done
 
+    def _shifted_sum(
+        self, parts: list[np.ndarray], counts: _Counts, n: int, m: int
+    ) -> tuple[float | None, dict[str, float]]:
+        """The burst sum's p-value against a covariate shift, if the batch's features
+        demonstrably differ from the comparison set's (None if not), and the info.
+
+        The random-subset null assumes the batch is drawn like the comparison set. A
+        batch drawn where one feature is high holds every common vector of that
+        region more often than the reference, a little each: the sum adds those
+        cells up (`randhie` drawn with exp(z(coinsurance)): p below 1e-6). A domain
+        classifier (``_shift.domain_shift``, additive in every feature) tells the
+        comparison rows from the batch's; where its likelihood-ratio test is below
+        ``shift_alpha``, each pooled row is in the batch with its own probability,
+        the logistic of the classifier's log-odds shifted so that they sum to the
+        batch size, and a cell's batch count is binomial (Poisson sampling): the
+        sum and its Chernoff bound are recomputed with those tails. The classifier
+        is smooth in every feature, so the copies of one record stay a burst.
+        """
+        from scipy.special import expit
+
+        if self.shift_alpha is None:
+            return None, {}
+        comp_x = np.vstack(parts[:2])
+        shift = domain_shift(comp_x, parts[2], self.max_shift_rows, self.seed)
+        if shift is None:
+            return None, {}
+        info = {"shift_p": shift.p}
+        if shift.p >= self.shift_alpha:
+            return None, info
+        ids, first = np.unique(counts.unique, return_index=True)
+        stacked = np.vstack(parts)
+        log_odds = np.zeros(counts.own_comp.shape[0])
+        log_odds[ids] = shift.log_odds(stacked[first])
+        rows = (counts.own_comp + counts.own_batch).sum(axis=1)
+        lo, hi = -50.0 - log_odds.max(), 50.0 - log_odds.min()
+        for _ in range(100):  # the shift that makes the inclusion probabilities sum to n
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if float(rows @ expit(log_odds + mid)) < n else (lo, mid)
+        inclusion = expit(log_odds + 0.5 * (lo + hi))
+        total = counts.own_comp + counts.own_batch
+        p = _binomial_sum_pvalue(
+            counts.own_batch, total, np.broadcast_to(inclusion[:, None], total.shape)
+        )
+        info["p_burst_sum_shifted"] = p
+        return p, info
+
     def _reason(self, pos: int, unique: np.ndarray, y: np.ndarray, counts: _Counts, m: int) -> str:
         u = unique[pos]
         in_batch = counts.batch_by_label[u]
@@ -516,6 +610,34 @@ class DuplicatesCheck(Check):
         else:
             text += "; no reference/history twin"
         return text + f" (this row: {self.classes_[y[pos]]})"
+
+
+def _binomial_sum_pvalue(batch: np.ndarray, total: np.ndarray, inclusion: np.ndarray) -> float:
+    """The burst sum's Chernoff p-value (``_BurstSum``) when each of a cell's ``total``
+    pooled rows is in the batch independently with the cell's ``inclusion``
+    probability: binomial tails in place of hypergeometric ones."""
+    from scipy.special import logsumexp
+    from scipy.stats import binom
+
+    log_tau = np.log(SUM_TAU)
+    usable = (total >= 2) & (total * np.log(np.maximum(inclusion, 1e-300)) <= log_tau)
+    t, q, b = total[usable], inclusion[usable], batch[usable]
+    tail = binom.logsf(b - 1, t, q)
+    observed = float(np.sum(np.where(b >= 2, np.maximum(0.0, log_tau - tail), 0.0)))
+    cumulant = np.zeros(SUM_LAMBDAS.size)
+    for size in np.unique(t):
+        qs = q[t == size][:, None]
+        k = np.arange(int(size) + 1)[None, :]
+        w = np.where(k >= 2, np.maximum(0.0, log_tau - binom.logsf(k - 1, size, qs)), 0.0)
+        terms = binom.logpmf(k, size, qs)[None] + SUM_LAMBDAS[:, None, None] * w[None]
+        cumulant += logsumexp(terms, axis=2).sum(axis=1)
+    return float(min(1.0, np.exp(np.min(cumulant - SUM_LAMBDAS * observed))))
+
+
+def _weighted_min(single: Any, burst_sum: Any) -> np.ndarray:
+    """The four tests' weighted Bonferroni statistic: the smallest of the single tests'
+    p-values over their shares of the level and the burst sum's over its own."""
+    return np.asarray(np.minimum(np.asarray(single) / SINGLE_SHARE, burst_sum / SUM_SHARE))
 
 
 def _pair_pvalue(batch_pairs: Any, comparison_pairs: Any, n: int, m: int) -> np.ndarray:
@@ -704,28 +826,97 @@ class _CellBursts:
         return np.minimum(1.0, self.tests * self.cell_p[unique, y])
 
 
+class _BurstSum:
+    """The burst-sum test: are the batch's copy cells, together, over-represented?
+
+    A Truth Serum attack copies several targets a few times each. On a table of
+    few-level codes each copy cell (exact vector, label) also holds natural rows,
+    so no single cell may reach ``_CellBursts``' corrected level while several sit
+    far out together. The statistic is the truncated product of the cells' tails
+    (Zaykin et al., 2002): S = sum of log(``SUM_TAU`` / p) over the exact cells with
+    p < ``SUM_TAU``, p the cell's hypergeometric tail (its batch count of at least
+    two given its pooled count), counting only cells that could get below
+    ``SUM_TAU`` (all their pooled rows in the batch). Its nominal p-value is the
+    Chernoff bound exp(-λS) · Π E[exp(λ W)] at the best λ in (0, 1): the counts of
+    disjoint cells of a random n-subset are negatively associated (Joag-Dev &
+    Proschan, 1983), so the product of the cells' own moment generating functions
+    bounds their joint one. The bound is loose (a polynomial factor); the joint
+    calibration (``DuplicatesCheck._exchangeable_pvalue``) gives the exact p-value.
+    """
+
+    def __init__(self, total: np.ndarray, n: int, m: int) -> None:
+        from scipy.stats import hypergeom
+
+        big = n + m
+        twin = total >= 2  # a lone row is no burst
+        sizes, of_size = np.unique(total[twin], return_inverse=True)
+        usable = hypergeom.logpmf(sizes, big, sizes, n) <= np.log(SUM_TAU)
+        self.cells = np.zeros(total.shape, dtype=bool)
+        self.cells[twin] = usable[of_size]
+        self.n, self.big = n, big
+        cumulant = np.zeros(SUM_LAMBDAS.size)
+        cells_of_size = np.bincount(of_size, minlength=sizes.size)
+        for size, count in zip(sizes[usable], cells_of_size[usable], strict=True):
+            b = np.arange(min(int(size), n) + 1)
+            w = self._weights(b, np.full(b.size, size))
+            log_pmf = hypergeom.logpmf(b, big, size, n)
+            terms = log_pmf[None, :] + SUM_LAMBDAS[:, None] * w[None, :]
+            top = terms.max(axis=1)
+            cumulant += count * (top + np.log(np.exp(terms - top[:, None]).sum(axis=1)))
+        self.cumulant = cumulant
+
+    def _weights(self, b: np.ndarray, total: np.ndarray) -> np.ndarray:
+        """log(SUM_TAU / p)⁺ of cells with ``b`` batch rows of ``total`` pooled ones."""
+        from scipy.stats import hypergeom
+
+        w = np.zeros(b.shape)
+        hit = b >= 2
+        if hit.any():
+            keys, inverse = np.unique(np.stack([b[hit], total[hit]]), axis=1, return_inverse=True)
+            log_tail = hypergeom.logsf(keys[0] - 1, self.big, keys[1], self.n)
+            w[hit] = np.maximum(0.0, np.log(SUM_TAU) - log_tail)[inverse.ravel()]
+        return w
+
+    def statistic(self, batch: np.ndarray, total: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """S of each draw: ``batch`` (draws, *cell shape) against ``total`` (cell shape),
+        over the ``cells`` (a mask of the cell shape) that can contribute."""
+        b = batch[:, cells]
+        w = self._weights(b, np.broadcast_to(total[cells], b.shape))
+        return np.asarray(w.sum(axis=1))
+
+    def pvalue(self, s: np.ndarray) -> np.ndarray:
+        """The nominal (Chernoff) p-value of sums ``s``."""
+        exponent = self.cumulant[None, :] - SUM_LAMBDAS[None, :] * np.asarray(s)[:, None]
+        return np.asarray(np.minimum(1.0, np.exp(exponent.min(axis=1))))
+
+
 class _BurstTests:
-    """The check's three batch tests on any split of the pooled twin cells.
+    """The check's four batch tests on any split of the pooled twin cells.
 
     ``total`` and ``batch`` are rows per (distinct vector, label) among the vectors that
     have a twin in the pooled data (the only rows a test can count), taken from the
     check's twin ``counts``; ``adjacency`` the twin relation between those vectors
     (None: exact twins only). ``min_p``
     takes batch counts of shape (draws, vectors, labels), the comparison set being
-    the rest of each cell, and returns the smallest of the three p-values per draw,
+    the rest of each cell, and returns the smallest of the four p-values per draw,
     with the comparison set's conflict count and twin pairs recomputed from the same
-    split. The pair and burst tests are ``DuplicatesCheck.run``'s; the conflict test
+    split. The pair, burst and burst-sum tests are ``DuplicatesCheck.run``'s; the
+    conflict test
     counts rows (not clusters) linked through every hop: the observed split is
     scored by this same statistic, so the calibration stays exact for it.
     """
 
-    def __init__(self, counts: _Counts, n: int, m: int, burst: _CellBursts) -> None:
+    def __init__(
+        self, counts: _Counts, n: int, m: int, burst: _CellBursts, burst_sum: _BurstSum
+    ) -> None:
         self.burst_tests = burst.tests
         total = counts.own_comp + counts.own_batch
         hood = counts.comp_by_label + counts.batch_by_label  # twins of each cell, pooled
         twinned = hood.sum(axis=1) >= 2  # closed under the (symmetric) twin relation
         self.total = total[twinned].astype(np.int64)
         self.batch = counts.own_batch[twinned].astype(np.int64)
+        self.burst_sum = burst_sum
+        self.sum_cells = burst_sum.cells[twinned]  # an exact copy has an exact twin
         adjacency = counts.adjacency
         self.adjacency = None if adjacency is None else adjacency[twinned][:, twinned]
         self.hood_total = hood[twinned]
@@ -768,4 +959,5 @@ class _BurstTests:
             tail = hypergeom.sf(keys[:, 0] - 1, n + m, keys[:, 1], n)
             np.minimum.at(p_burst, draw, tail[inverse.ravel()])
         p_burst = np.minimum(1.0, self.burst_tests * p_burst)
-        return np.asarray(np.minimum(np.minimum(p_conflict, p_unseen), p_burst))
+        p_sum = self.burst_sum.pvalue(self.burst_sum.statistic(b, self.total, self.sum_cells))
+        return _weighted_min(np.minimum(np.minimum(p_conflict, p_unseen), p_burst), p_sum)

@@ -102,14 +102,15 @@ def test_two_replicas_are_judged_by_their_exact_null_probability():
     # The two replicas conflict with their genuine record and burst; the pooled data's
     # only twins are these three rows, so under the null the batch holds exactly the
     # two copies with probability n(n-1)(N-n) / (N(N-1)(N-2)); that is the p-value,
-    # where Bonferroni over the three tests gives about three times as much.
+    # where Bonferroni over the single tests (0.3 of the level each, the burst sum,
+    # whose bound is no smaller, taking 0.1) gives about 3.3 times as much.
     m, n = 2000, 100
     ref, batch = _replica_pair(m, n)
     check = DuplicatesCheck(alpha=0.005).fit(_table(ref, ref))
     result = check.run(_table(batch, ref))
     big = m + n
     exact = n * (n - 1) * (big - n) / (big * (big - 1) * (big - 2))
-    assert result.info["p_bonferroni"] == pytest.approx(3 * n * (n - 1) / (big * (big - 1)))
+    assert result.info["p_bonferroni"] == pytest.approx(n * (n - 1) / (big * (big - 1)) / 0.3)
     assert result.info["p_bonferroni"] > check.alpha  # Bonferroni alone misses them
     assert result.info["null_draws"] > 1000
     assert result.p_value == pytest.approx(exact, abs=0.0012)
@@ -150,11 +151,129 @@ def test_calibrated_pvalue_holds_its_level_on_exchangeable_rows():
     assert bonferroni_rejected <= rejected <= 0.103 * splits
 
 
+def _coded(n: int, seed: int) -> pd.DataFrame:
+    """Rows over 1,000 equally likely code vectors with coin-flip labels: most vectors
+    recur, and a vector's rows carry both labels."""
+    rng = np.random.default_rng(seed)
+    v = rng.integers(0, 1000, n)
+    return pd.DataFrame(
+        {"record_id": np.arange(n) + 100_000 * seed, "v": v.astype(float),
+         "w": (v % 7).astype(float), "label": rng.integers(0, 2, n)}
+    )  # fmt: skip
+
+
+def test_burst_sum_catches_several_targets_no_single_burst_proves():
+    # Six targets copied six times each into 1,000 rows, on codes the 3,000-row
+    # reference already holds with both labels: each copy cell alone is p ~ 1e-4,
+    # which the single burst test's correction over its testable cells does not
+    # prove, while the six together are far out for the burst sum.
+    from sanitizer.checks.duplicates import SINGLE_SHARE
+
+    ref = _coded(3000, seed=1)
+    check = DuplicatesCheck(alpha=0.01, tolerance=0.0).fit(_table(ref, ref))
+    caught = singles = 0
+    for seed in range(6):
+        clean = _coded(1000, seed=10 + seed)
+        vectors = np.repeat(np.random.default_rng(seed).choice(1000, 6, replace=False), 6)
+        copies = pd.DataFrame(
+            {"record_id": np.arange(10_000, 10_036), "v": vectors.astype(float),
+             "w": (vectors % 7).astype(float), "label": 1}
+        )  # fmt: skip
+        batch = pd.concat([clean.iloc[:964], copies], ignore_index=True)
+        assert check.run(_table(clean, ref)).status == "pass"
+        result = check.run(_table(batch, ref))
+        info = result.info
+        assert info["burst_sum"] > 0 and info["burst_sum_cells"] > 0
+        caught += result.status == "fail"
+        single = min(info["p_conflict"], info["p_unseen_burst"], info["p_burst"])
+        singles += single / SINGLE_SHARE < check.alpha
+        if result.status == "fail" and single / SINGLE_SHARE >= check.alpha:
+            assert "led by the burst sum of copy cells" in result.message
+    assert caught >= 4 and singles <= 2
+
+
+def test_a_covariate_shift_is_no_burst_sum():
+    # Batches drawn where the code is high (weight exp(4 v / 1000)), labels untouched:
+    # every common high code is a little over-represented, which the random-subset
+    # null of the burst sum calls a burst. Against the domain classifier's shift the
+    # batch is what the reference predicts, and passes.
+    ref = _coded(3000, seed=1)
+    shifted = DuplicatesCheck(alpha=0.01, tolerance=0.0).fit(_table(ref, ref))
+    naive = DuplicatesCheck(alpha=0.01, tolerance=0.0, shift_alpha=None).fit(_table(ref, ref))
+    naive_failed = 0
+    for seed in range(6):
+        pool = _coded(20_000, seed=30 + seed)
+        weight = np.exp(4.0 * pool["v"].to_numpy() / 1000)
+        rows = np.random.default_rng(seed).choice(
+            len(pool), 1500, replace=False, p=weight / weight.sum()
+        )
+        batch = pool.iloc[np.sort(rows)].reset_index(drop=True)
+        before = naive.run(_table(batch, ref))
+        naive_failed += before.status == "fail"
+        after = shifted.run(_table(batch, ref))
+        assert after.status == "pass"
+        if before.status == "fail":
+            assert after.info["shift_p"] < 1e-10
+            assert after.info["p_burst_sum_shifted"] > 0.01
+    assert naive_failed >= 3
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    totals=st.lists(st.integers(2, 30), min_size=3, max_size=40),
+    n=st.integers(50, 400),
+    m=st.integers(400, 3000),
+    seed=st.integers(0, 2**16),
+)
+def test_burst_sum_nominal_pvalue_is_conservative(totals, n, m, seed):
+    # The Chernoff bound of the burst sum, on random n-subsets of the pooled rows:
+    # P(p <= u) <= u at every u (with three standard errors of the 2,000 draws).
+    from sanitizer.checks.duplicates import _BurstSum
+
+    total = np.array(totals)
+    if total.sum() > n + m:
+        return
+    burst_sum = _BurstSum(total, n, m)
+    colours = np.append(total, n + m - total.sum())
+    draws = np.random.default_rng(seed).multivariate_hypergeometric(colours, n, size=2000)
+    p = burst_sum.pvalue(burst_sum.statistic(draws[:, :-1], total, burst_sum.cells))
+    assert ((p > 0) & (p <= 1)).all()
+    for u in (0.01, 0.05, 0.2, 0.5):
+        assert np.mean(p <= u) <= u + 3 * np.sqrt(u * (1 - u) / 2000)
+
+
+def test_burst_sum_statistic_is_the_truncated_product_of_cell_tails():
+    from scipy.stats import hypergeom
+
+    from sanitizer.checks.duplicates import SUM_TAU, _BurstSum
+
+    n, m = 500, 500  # half the pooled rows in the batch: a pair is no burst
+    total = np.array([[2, 8], [40, 1]])
+    burst_sum = _BurstSum(total, n, m)
+    # a cell counts where all its rows in the batch would be below SUM_TAU
+    assert burst_sum.cells.tolist() == [[False, True], [True, False]]
+    batch = np.array([[[2, 8], [30, 1]], [[2, 4], [20, 0]]])
+    tails = hypergeom.sf([7, 29], n + m, [8, 40], n)
+    assert (tails < SUM_TAU).all()
+    expected = np.log(SUM_TAU / tails).sum()
+    s = burst_sum.statistic(batch, total, burst_sum.cells)
+    assert s == pytest.approx([expected, 0.0])
+    p = burst_sum.pvalue(s)
+    assert p[1] == 1.0 and 0 < p[0] < 1  # a Chernoff bound: loose, but it falls with S
+    assert burst_sum.pvalue(np.array([expected + 5.0]))[0] < p[0] * np.exp(-2.0)
+
+
 def test_calibration_statistic_reproduces_the_checks_own_tests():
     # On exact twins, the calibration's statistic on the observed split is the smallest
     # of the three p-values the check reports: on natural twins, and with a burst of
     # copies of a record the comparison set never saw (there the burst test decides).
-    from sanitizer.checks.duplicates import _BurstTests, _CellBursts
+    from sanitizer.checks.duplicates import (
+        SINGLE_SHARE,
+        SUM_SHARE,
+        _BurstSum,
+        _BurstTests,
+        _CellBursts,
+    )
 
     pooled = _sparse_twins(700, seed=4)
     ref, natural = (
@@ -175,10 +294,14 @@ def test_calibration_statistic_reproduces_the_checks_own_tests():
             np.r_[np.zeros(len(comp_y), bool), np.ones(len(batch), bool)],
         )
         assert not counts.near
-        cells = _CellBursts(counts, len(batch), len(comp_y), check.alpha / 3)
+        cells = _CellBursts(counts, len(batch), len(comp_y), check.alpha * SINGLE_SHARE)
         assert cells.tests == info["burst_tests"]
-        tests = _BurstTests(counts, len(batch), len(comp_y), cells)
-        smallest = min(info["p_conflict"], info["p_unseen_burst"], info["p_burst"])
+        own_total = counts.own_comp + counts.own_batch
+        tests = _BurstTests(
+            counts, len(batch), len(comp_y), cells, _BurstSum(own_total, len(batch), len(comp_y))
+        )
+        single = min(info["p_conflict"], info["p_unseen_burst"], info["p_burst"])
+        smallest = min(single / SINGLE_SHARE, info["p_burst_sum"] / SUM_SHARE)
         assert tests.min_p(tests.batch[None])[0] == pytest.approx(smallest, rel=1e-9)
     assert info["p_burst"] < min(info["p_conflict"], info["p_unseen_burst"])
 
@@ -381,6 +504,11 @@ def test_tiny_batch_and_bad_usage(data, check):
         DuplicatesCheck(n_threads=0)
     with pytest.raises(ValueError, match="draws"):
         DuplicatesCheck(draws=-1)
+    with pytest.raises(ValueError, match="shift_alpha"):
+        DuplicatesCheck(shift_alpha=1.5)
+    with pytest.raises(ValueError, match="max_shift_rows"):
+        DuplicatesCheck(max_shift_rows=5)
+    assert DuplicatesCheck(shift_alpha=0).shift_alpha is None
 
 
 @settings(max_examples=10, deadline=None)
