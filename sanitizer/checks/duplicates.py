@@ -448,6 +448,12 @@ class DuplicatesCheck(Check):
                 p_sum = max(p_sum, shifted)
                 p_value = max(p_value, min(1.0, float(_weighted_min(single, p_sum))))
         status: Status = "fail" if p_value < self.alpha else "pass"
+        if status == "fail" and p_sum < self.alpha * SUM_SHARE:
+            # the burst sum is significant: the copy cells that make it so are findings
+            peeled = burst_sum.peel(counts.own_batch, own_total)
+            own_cell = peeled[counts.unique[tail], y] & known
+            flags |= own_cell
+            scores = np.where(own_cell, np.maximum(scores, 1.0 - p_value), scores)
         flagged = int(flags.sum())
         reasons = {
             int(pos): (self._reason(int(pos), unique, y, counts, m),)
@@ -856,14 +862,24 @@ class _BurstSum:
         self.n, self.big = n, big
         cumulant = np.zeros(SUM_LAMBDAS.size)
         cells_of_size = np.bincount(of_size, minlength=sizes.size)
+        self.log_mgf: dict[int, np.ndarray] = {}  # per pooled count: log E[exp(λ W)]
+        self.moments: dict[int, tuple[float, float]] = {}  # per pooled count: E[W], Var W
+        mean = var = 0.0
         for size, count in zip(sizes[usable], cells_of_size[usable], strict=True):
             b = np.arange(min(int(size), n) + 1)
             w = self._weights(b, np.full(b.size, size))
             log_pmf = hypergeom.logpmf(b, big, size, n)
             terms = log_pmf[None, :] + SUM_LAMBDAS[:, None] * w[None, :]
             top = terms.max(axis=1)
-            cumulant += count * (top + np.log(np.exp(terms - top[:, None]).sum(axis=1)))
+            self.log_mgf[int(size)] = top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
+            cumulant += count * self.log_mgf[int(size)]
+            pmf = np.exp(log_pmf)
+            first, second = float(pmf @ w), float(pmf @ w**2)
+            self.moments[int(size)] = (first, second - first**2)
+            mean += count * first
+            var += count * (second - first**2)
         self.cumulant = cumulant
+        self.mean, self.var = mean, var
 
     def _weights(self, b: np.ndarray, total: np.ndarray) -> np.ndarray:
         """log(SUM_TAU / p)⁺ of cells with ``b`` batch rows of ``total`` pooled ones."""
@@ -884,10 +900,31 @@ class _BurstSum:
         w = self._weights(b, np.broadcast_to(total[cells], b.shape))
         return np.asarray(w.sum(axis=1))
 
-    def pvalue(self, s: np.ndarray) -> np.ndarray:
-        """The nominal (Chernoff) p-value of sums ``s``."""
-        exponent = self.cumulant[None, :] - SUM_LAMBDAS[None, :] * np.asarray(s)[:, None]
+    def pvalue(self, s: np.ndarray, cumulant: np.ndarray | None = None) -> np.ndarray:
+        """The nominal (Chernoff) p-value of sums ``s`` (over the cells ``cumulant``
+        describes; default all)."""
+        cumulant = self.cumulant if cumulant is None else cumulant
+        exponent = cumulant[None, :] - SUM_LAMBDAS[None, :] * np.asarray(s)[:, None]
         return np.asarray(np.minimum(1.0, np.exp(exponent.min(axis=1))))
+
+    def peel(self, batch: np.ndarray, total: np.ndarray) -> np.ndarray:
+        """The copy cells that make the sum unusual, as a mask of the cell shape: the
+        cell adding most is taken out, with its share of the null, while what
+        remains exceeds its null mean by more than two standard deviations. No cell
+        alone is significant here, so these are the likeliest copies, not proven
+        ones: natural cells far out by chance go too where they outrank one."""
+        w = np.zeros(total.shape)
+        w[self.cells] = self._weights(batch[self.cells], total[self.cells])
+        peeled = np.zeros(total.shape, dtype=bool)
+        rest, mean, var = float(w.sum()), self.mean, self.var
+        for flat in np.argsort(-w, axis=None):
+            cell = np.unravel_index(flat, total.shape)
+            if w[cell] <= 0 or rest <= mean + 2.0 * np.sqrt(max(var, 0.0)):
+                break
+            peeled[cell] = True
+            first, spread = self.moments[int(total[cell])]
+            rest, mean, var = rest - float(w[cell]), mean - first, var - spread
+        return peeled
 
 
 class _BurstTests:

@@ -166,12 +166,14 @@ def test_burst_sum_catches_several_targets_no_single_burst_proves():
     # Six targets copied six times each into 1,000 rows, on codes the 3,000-row
     # reference already holds with both labels: each copy cell alone is p ~ 1e-4,
     # which the single burst test's correction over its testable cells does not
-    # prove, while the six together are far out for the burst sum.
+    # prove, while the six together are far out for the burst sum, and the cells
+    # that make it so are flagged.
     from sanitizer.checks.duplicates import SINGLE_SHARE
 
     ref = _coded(3000, seed=1)
     check = DuplicatesCheck(alpha=0.01, tolerance=0.0).fit(_table(ref, ref))
     caught = singles = 0
+    hits = flagged = 0
     for seed in range(6):
         clean = _coded(1000, seed=10 + seed)
         vectors = np.repeat(np.random.default_rng(seed).choice(1000, 6, replace=False), 6)
@@ -189,7 +191,12 @@ def test_burst_sum_catches_several_targets_no_single_burst_proves():
         singles += single / SINGLE_SHARE < check.alpha
         if result.status == "fail" and single / SINGLE_SHARE >= check.alpha:
             assert "led by the burst sum of copy cells" in result.message
+        if result.status == "fail":  # the copy cells that make the sum unusual
+            hits += int(result.row_flags[964:].sum())
+            flagged += int(result.row_flags.sum())
     assert caught >= 4 and singles <= 2
+    # no copy cell is significant alone, yet most copies are flagged, few others
+    assert hits >= 0.5 * 36 * caught and hits >= 0.85 * flagged
 
 
 def test_a_covariate_shift_is_no_burst_sum():
