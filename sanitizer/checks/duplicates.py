@@ -862,7 +862,6 @@ class _BurstSum:
         self.n, self.big = n, big
         cumulant = np.zeros(SUM_LAMBDAS.size)
         cells_of_size = np.bincount(of_size, minlength=sizes.size)
-        self.log_mgf: dict[int, np.ndarray] = {}  # per pooled count: log E[exp(λ W)]
         self.moments: dict[int, tuple[float, float]] = {}  # per pooled count: E[W], Var W
         mean = var = 0.0
         for size, count in zip(sizes[usable], cells_of_size[usable], strict=True):
@@ -871,8 +870,7 @@ class _BurstSum:
             log_pmf = hypergeom.logpmf(b, big, size, n)
             terms = log_pmf[None, :] + SUM_LAMBDAS[:, None] * w[None, :]
             top = terms.max(axis=1)
-            self.log_mgf[int(size)] = top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
-            cumulant += count * self.log_mgf[int(size)]
+            cumulant += count * (top + np.log(np.exp(terms - top[:, None]).sum(axis=1)))
             pmf = np.exp(log_pmf)
             first, second = float(pmf @ w), float(pmf @ w**2)
             self.moments[int(size)] = (first, second - first**2)
@@ -900,11 +898,9 @@ class _BurstSum:
         w = self._weights(b, np.broadcast_to(total[cells], b.shape))
         return np.asarray(w.sum(axis=1))
 
-    def pvalue(self, s: np.ndarray, cumulant: np.ndarray | None = None) -> np.ndarray:
-        """The nominal (Chernoff) p-value of sums ``s`` (over the cells ``cumulant``
-        describes; default all)."""
-        cumulant = self.cumulant if cumulant is None else cumulant
-        exponent = cumulant[None, :] - SUM_LAMBDAS[None, :] * np.asarray(s)[:, None]
+    def pvalue(self, s: np.ndarray) -> np.ndarray:
+        """The nominal (Chernoff) p-value of sums ``s``."""
+        exponent = self.cumulant[None, :] - SUM_LAMBDAS[None, :] * np.asarray(s)[:, None]
         return np.asarray(np.minimum(1.0, np.exp(exponent.min(axis=1))))
 
     def peel(self, batch: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -917,10 +913,11 @@ class _BurstSum:
         w[self.cells] = self._weights(batch[self.cells], total[self.cells])
         peeled = np.zeros(total.shape, dtype=bool)
         rest, mean, var = float(w.sum()), self.mean, self.var
-        for flat in np.argsort(-w, axis=None):
-            cell = np.unravel_index(flat, total.shape)
-            if w[cell] <= 0 or rest <= mean + 2.0 * np.sqrt(max(var, 0.0)):
+        adding = np.flatnonzero(w > 0)
+        for flat in adding[np.argsort(-w.ravel()[adding], kind="stable")]:
+            if rest <= mean + 2.0 * np.sqrt(max(var, 0.0)):
                 break
+            cell = np.unravel_index(flat, total.shape)
             peeled[cell] = True
             first, spread = self.moments[int(total[cell])]
             rest, mean, var = rest - float(w[cell]), mean - first, var - spread
@@ -938,9 +935,8 @@ class _BurstTests:
     the rest of each cell, and returns the smallest of the four p-values per draw,
     with the comparison set's conflict count and twin pairs recomputed from the same
     split. The pair, burst and burst-sum tests are ``DuplicatesCheck.run``'s; the
-    conflict test
-    counts rows (not clusters) linked through every hop: the observed split is
-    scored by this same statistic, so the calibration stays exact for it.
+    conflict test counts rows (not clusters) linked through every hop: the observed
+    split is scored by this same statistic, so the calibration stays exact for it.
     """
 
     def __init__(
