@@ -443,7 +443,7 @@ class DuplicatesCheck(Check):
         shift_info: dict[str, float] = {}
         if p_value < self.alpha and single / SINGLE_SHARE >= self.alpha:
             # the burst sum decided: a covariate shift raises many cells a little too
-            shifted, shift_info = self._shifted_sum(parts, counts, n, m)
+            shifted, shift_info = self._shifted_sum(parts, counts, own_total, n)
             if shifted is not None:
                 p_sum = max(p_sum, shifted)
                 p_value = max(p_value, min(1.0, float(_weighted_min(single, p_sum))))
@@ -559,10 +559,11 @@ class DuplicatesCheck(Check):
         return min(bonferroni, (hits + 1.0) / (done + 1.0)), done
 
     def _shifted_sum(
-        self, parts: list[np.ndarray], counts: _Counts, n: int, m: int
+        self, parts: list[np.ndarray], counts: _Counts, total: np.ndarray, n: int
     ) -> tuple[float | None, dict[str, float]]:
         """The burst sum's p-value against a covariate shift, if the batch's features
-        demonstrably differ from the comparison set's (None if not), and the info.
+        demonstrably differ from the comparison set's (None if not), and the info;
+        ``total``: the pooled rows of each exact cell (vector, label).
 
         The random-subset null assumes the batch is drawn like the comparison set. A
         batch drawn where one feature is high holds every common vector of that
@@ -591,13 +592,12 @@ class DuplicatesCheck(Check):
         stacked = np.vstack(parts)
         log_odds = np.zeros(counts.own_comp.shape[0])
         log_odds[ids] = shift.log_odds(stacked[first])
-        rows = (counts.own_comp + counts.own_batch).sum(axis=1)
+        rows = total.sum(axis=1)
         lo, hi = -50.0 - log_odds.max(), 50.0 - log_odds.min()
         for _ in range(100):  # the shift that makes the inclusion probabilities sum to n
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if float(rows @ expit(log_odds + mid)) < n else (lo, mid)
         inclusion = expit(log_odds + 0.5 * (lo + hi))
-        total = counts.own_comp + counts.own_batch
         p = _binomial_sum_pvalue(
             counts.own_batch, total, np.broadcast_to(inclusion[:, None], total.shape)
         )
@@ -637,7 +637,14 @@ def _binomial_sum_pvalue(batch: np.ndarray, total: np.ndarray, inclusion: np.nda
         w = np.where(k >= 2, np.maximum(0.0, log_tau - binom.logsf(k - 1, size, qs)), 0.0)
         terms = binom.logpmf(k, size, qs)[None] + SUM_LAMBDAS[:, None, None] * w[None]
         cumulant += logsumexp(terms, axis=2).sum(axis=1)
-    return float(min(1.0, np.exp(np.min(cumulant - SUM_LAMBDAS * observed))))
+    return float(_chernoff_pvalue(cumulant, np.array([observed]))[0])
+
+
+def _chernoff_pvalue(cumulant: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The burst sum's Chernoff bound on P(S >= s): exp(cumulant(λ) - λ s) at the best
+    λ of ``SUM_LAMBDAS``, ``cumulant`` the log moment generating function of S there."""
+    exponent = cumulant[None, :] - SUM_LAMBDAS[None, :] * np.asarray(s)[:, None]
+    return np.asarray(np.minimum(1.0, np.exp(exponent.min(axis=1))))
 
 
 def _weighted_min(single: Any, burst_sum: Any) -> np.ndarray:
@@ -851,6 +858,7 @@ class _BurstSum:
     """
 
     def __init__(self, total: np.ndarray, n: int, m: int) -> None:
+        from scipy.special import logsumexp
         from scipy.stats import hypergeom
 
         big = n + m
@@ -869,8 +877,7 @@ class _BurstSum:
             w = self._weights(b, np.full(b.size, size))
             log_pmf = hypergeom.logpmf(b, big, size, n)
             terms = log_pmf[None, :] + SUM_LAMBDAS[:, None] * w[None, :]
-            top = terms.max(axis=1)
-            cumulant += count * (top + np.log(np.exp(terms - top[:, None]).sum(axis=1)))
+            cumulant += count * logsumexp(terms, axis=1)
             pmf = np.exp(log_pmf)
             first, second = float(pmf @ w), float(pmf @ w**2)
             self.moments[int(size)] = (first, second - first**2)
@@ -900,8 +907,7 @@ class _BurstSum:
 
     def pvalue(self, s: np.ndarray) -> np.ndarray:
         """The nominal (Chernoff) p-value of sums ``s``."""
-        exponent = self.cumulant[None, :] - SUM_LAMBDAS[None, :] * np.asarray(s)[:, None]
-        return np.asarray(np.minimum(1.0, np.exp(exponent.min(axis=1))))
+        return _chernoff_pvalue(self.cumulant, s)
 
     def peel(self, batch: np.ndarray, total: np.ndarray) -> np.ndarray:
         """The copy cells that make the sum unusual, as a mask of the cell shape: the
