@@ -36,8 +36,8 @@ accepted history), leave-one-out, and is recomputed when history is added:
   copy cells also hold natural rows, where no cell alone survives that correction:
   the truncated product of the exact copy cells' tails (see ``_BurstSum``).
 
-The batch p-value is the weighted Bonferroni minimum of the four (0.3 of the level
-for each single test, 0.1 for the burst sum); when that does not reject, it is
+The batch p-value is the weighted Bonferroni minimum of the four (0.2 of the level
+for each single test, 0.4 for the burst sum); when that does not reject, it is
 calibrated by random splits of the pooled twin cells (the batch as a random subset
 of batch + comparison set), which does not pay several times for replicas that
 both conflict and burst (see ``_exchangeable_pvalue``).
@@ -71,9 +71,11 @@ NULL_HITS = 100  # calibration draws stop at this many null statistics as extrem
 NULL_CHUNK_CELLS = 400_000  # draws x twin cells evaluated per step (bounds memory)
 NULL_MAX_WORK = 10_000_000  # draws x twin cells beyond which Bonferroni stands alone
 SUM_TAU = 0.01  # a copy cell below this p adds log(SUM_TAU / p) to the burst sum
-SUM_SHARE = 0.1  # the burst sum's share of the level; the three single tests split the rest
+SUM_SHARE = 0.4  # the burst sum's share of the level; the three single tests split the rest
 SINGLE_SHARE = (1.0 - SUM_SHARE) / 3.0
 SUM_LAMBDAS = np.linspace(0.05, 0.95, 19)  # Chernoff exponents tried for its nominal p
+SUM_STEP = 0.05  # the stop-loss bound's grid: each cell's weight rounded up to it
+SUM_REACH = 40.0  # the grid's end: a sum beyond it gets the bound there (or Chernoff's)
 
 
 class DuplicatesCheck(Check):
@@ -619,10 +621,9 @@ class DuplicatesCheck(Check):
 
 
 def _binomial_sum_pvalue(batch: np.ndarray, total: np.ndarray, inclusion: np.ndarray) -> float:
-    """The burst sum's Chernoff p-value (``_BurstSum``) when each of a cell's ``total``
-    pooled rows is in the batch independently with the cell's ``inclusion``
-    probability: binomial tails in place of hypergeometric ones."""
-    from scipy.special import logsumexp
+    """The burst sum's p-value (``_BurstSum``) when each of a cell's ``total`` pooled
+    rows is in the batch independently with the cell's ``inclusion`` probability:
+    binomial tails in place of hypergeometric ones, the cells independent."""
     from scipy.stats import binom
 
     log_tau = np.log(SUM_TAU)
@@ -630,21 +631,96 @@ def _binomial_sum_pvalue(batch: np.ndarray, total: np.ndarray, inclusion: np.nda
     t, q, b = total[usable], inclusion[usable], batch[usable]
     tail = binom.logsf(b - 1, t, q)
     observed = float(np.sum(np.where(b >= 2, np.maximum(0.0, log_tau - tail), 0.0)))
-    cumulant = np.zeros(SUM_LAMBDAS.size)
+    bound = _SumBound()
     for size in np.unique(t):
         qs = q[t == size][:, None]
         k = np.arange(int(size) + 1)[None, :]
         w = np.where(k >= 2, np.maximum(0.0, log_tau - binom.logsf(k - 1, size, qs)), 0.0)
-        terms = binom.logpmf(k, size, qs)[None] + SUM_LAMBDAS[:, None, None] * w[None]
-        cumulant += logsumexp(terms, axis=2).sum(axis=1)
-    return float(_chernoff_pvalue(cumulant, np.array([observed]))[0])
+        bound.add(w, binom.logpmf(k, size, qs))
+    return float(bound.pvalue(np.array([observed]))[0])
 
 
-def _chernoff_pvalue(cumulant: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """The burst sum's Chernoff bound on P(S >= s): exp(cumulant(λ) - λ s) at the best
-    λ of ``SUM_LAMBDAS``, ``cumulant`` the log moment generating function of S there."""
-    exponent = cumulant[None, :] - SUM_LAMBDAS[None, :] * np.asarray(s)[:, None]
-    return np.asarray(np.minimum(1.0, np.exp(exponent.min(axis=1))))
+class _SumBound:
+    """Upper bounds on P(S >= s), S the sum of independent cells' weights (or of
+    negatively associated ones, whose sum is smaller in the convex order).
+
+    Two bounds, the smaller taken. Chernoff's, exp(-λs) · E[exp(λS)] at the best λ
+    of ``SUM_LAMBDAS``. And the stop-loss bound, E[(S - a)⁺] / (s - a) at the best
+    a < s: (x - a)⁺ / (s - a) is a convex function at least the indicator of x >= s,
+    and every convex function that is lies above one of these (its tangent at s),
+    so no convex function gives a tighter bound; Chernoff's exponential is one of
+    them. E[(S - a)⁺] = E[S] - a + E[(a - S)⁺] needs only the law of S below a: the
+    cells' laws, each weight rounded up to a ``SUM_STEP`` grid (which only raises
+    S), convolved on the grid up to ``SUM_REACH``. On the held-out `fair` table's
+    copy cells it was 2-5 times the Monte Carlo tail where Chernoff's was 7-50
+    times.
+    """
+
+    def __init__(self) -> None:
+        self.cumulant = np.zeros(SUM_LAMBDAS.size)
+        self.mean = 0.0  # of S on the grid
+        self.laws: list[tuple[np.ndarray, np.ndarray, int]] = []  # (grid steps, pmf, cells)
+        self._table: np.ndarray | None = None
+
+    def add(self, w: np.ndarray, log_pmf: np.ndarray, count: int = 1) -> None:
+        """Cells whose weight takes the values ``w`` with log-probabilities ``log_pmf``
+        (both of shape (cells, values)), each law ``count`` times."""
+        from scipy.special import logsumexp
+
+        terms = log_pmf[None] + SUM_LAMBDAS[:, None, None] * w[None]
+        self.cumulant += count * logsumexp(terms, axis=2).sum(axis=1)
+        steps = np.ceil(w / SUM_STEP).astype(np.int64)  # rounded up: S only grows
+        pmf = np.exp(log_pmf)
+        self.mean += count * float(np.sum(pmf * steps)) * SUM_STEP
+        self.laws.extend((row, p, count) for row, p in zip(steps, pmf, strict=True))
+        self._table = None
+
+    def pvalue(self, s: np.ndarray) -> np.ndarray:
+        s = np.asarray(s, dtype=float)
+        exponent = self.cumulant[None, :] - SUM_LAMBDAS[None, :] * s[:, None]
+        chernoff = np.minimum(1.0, np.exp(exponent.min(axis=1)))
+        if not (s >= SUM_STEP).any():  # below the grid's first step: no better bound
+            return np.asarray(chernoff)
+        table = self._stop_loss()
+        # the bound falls with s: its value at the grid point at or below s holds
+        at = np.clip(np.floor(s / SUM_STEP).astype(np.int64), 0, table.size - 1)
+        return np.asarray(np.minimum(chernoff, table[at]))
+
+    def _stop_loss(self) -> np.ndarray:
+        """The stop-loss bound at every grid point j · ``SUM_STEP`` up to the reach."""
+        if self._table is not None:
+            return self._table
+        from scipy.signal import fftconvolve
+
+        size = round(SUM_REACH / SUM_STEP) + 1
+
+        def convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.clip(fftconvolve(a, b)[:size], 0.0, None)
+
+        law = np.zeros(size)
+        law[0] = 1.0
+        for steps, pmf, count in self.laws:
+            one = np.zeros(size)
+            inside = steps < size  # mass beyond the reach never counts below a
+            np.add.at(one, steps[inside], pmf[inside])
+            k = count  # law times one's count-fold convolution, by squaring
+            while k:
+                if k & 1:
+                    law = convolve(law, one)
+                k >>= 1
+                if k:
+                    one = convolve(one, one)
+        grid = np.arange(size) * SUM_STEP
+        below = grid * np.cumsum(law) - np.cumsum(grid * law)  # E[(a - S)+] at a = grid
+        # E[(S - a)+], with a margin for the FFT's rounding
+        excess = np.maximum(self.mean - grid + below, 0.0) + 1e-12
+        table = np.ones(size)
+        for start in range(1, size, 256):
+            gap = grid[start : start + 256, None] - grid[None, :]  # s - a
+            ratio = np.where(gap > 1e-9, excess[None, :] / np.maximum(gap, 1e-9), 1.0)
+            table[start : start + 256] = np.minimum(1.0, ratio.min(axis=1))
+        self._table = table
+        return table
 
 
 def _weighted_min(single: Any, burst_sum: Any) -> np.ndarray:
@@ -849,16 +925,16 @@ class _BurstSum:
     (Zaykin et al., 2002): S = sum of log(``SUM_TAU`` / p) over the exact cells with
     p < ``SUM_TAU``, p the cell's hypergeometric tail (its batch count of at least
     two given its pooled count), counting only cells that could get below
-    ``SUM_TAU`` (all their pooled rows in the batch). Its nominal p-value is the
-    Chernoff bound exp(-λS) · Π E[exp(λ W)] at the best λ in (0, 1): the counts of
-    disjoint cells of a random n-subset are negatively associated (Joag-Dev &
-    Proschan, 1983), so the product of the cells' own moment generating functions
-    bounds their joint one. The bound is loose (a polynomial factor); the joint
-    calibration (``DuplicatesCheck._exchangeable_pvalue``) gives the exact p-value.
+    ``SUM_TAU`` (all their pooled rows in the batch). The counts of disjoint cells
+    of a random n-subset are negatively associated (Joag-Dev & Proschan, 1983), and
+    so are the cells' weights (non-decreasing in the counts): any convex function
+    of their sum has at most the expectation it has for independent cells with the
+    same laws (Shao, 2000). Its nominal p-value is the bound that follows
+    (``_SumBound``); the joint calibration (``DuplicatesCheck._exchangeable_pvalue``)
+    gives the exact p-value where it is affordable.
     """
 
     def __init__(self, total: np.ndarray, n: int, m: int) -> None:
-        from scipy.special import logsumexp
         from scipy.stats import hypergeom
 
         big = n + m
@@ -868,22 +944,20 @@ class _BurstSum:
         self.cells = np.zeros(total.shape, dtype=bool)
         self.cells[twin] = usable[of_size]
         self.n, self.big = n, big
-        cumulant = np.zeros(SUM_LAMBDAS.size)
         cells_of_size = np.bincount(of_size, minlength=sizes.size)
+        self.bound = _SumBound()
         self.moments: dict[int, tuple[float, float]] = {}  # per pooled count: E[W], Var W
         mean = var = 0.0
         for size, count in zip(sizes[usable], cells_of_size[usable], strict=True):
             b = np.arange(min(int(size), n) + 1)
             w = self._weights(b, np.full(b.size, size))
             log_pmf = hypergeom.logpmf(b, big, size, n)
-            terms = log_pmf[None, :] + SUM_LAMBDAS[:, None] * w[None, :]
-            cumulant += count * logsumexp(terms, axis=1)
+            self.bound.add(w[None], log_pmf[None], int(count))
             pmf = np.exp(log_pmf)
             first, second = float(pmf @ w), float(pmf @ w**2)
             self.moments[int(size)] = (first, second - first**2)
             mean += count * first
             var += count * (second - first**2)
-        self.cumulant = cumulant
         self.mean, self.var = mean, var
 
     def _weights(self, b: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -906,8 +980,8 @@ class _BurstSum:
         return np.asarray(w.sum(axis=1))
 
     def pvalue(self, s: np.ndarray) -> np.ndarray:
-        """The nominal (Chernoff) p-value of sums ``s``."""
-        return _chernoff_pvalue(self.cumulant, s)
+        """The nominal p-value of sums ``s`` (``_SumBound``)."""
+        return self.bound.pvalue(s)
 
     def peel(self, batch: np.ndarray, total: np.ndarray) -> np.ndarray:
         """The copy cells that make the sum unusual, as a mask of the cell shape: the

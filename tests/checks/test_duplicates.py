@@ -102,15 +102,22 @@ def test_two_replicas_are_judged_by_their_exact_null_probability():
     # The two replicas conflict with their genuine record and burst; the pooled data's
     # only twins are these three rows, so under the null the batch holds exactly the
     # two copies with probability n(n-1)(N-n) / (N(N-1)(N-2)); that is the p-value,
-    # where Bonferroni over the single tests (0.3 of the level each, the burst sum,
-    # whose bound is no smaller, taking 0.1) gives about 3.3 times as much.
+    # where the weighted Bonferroni gives about 2.6 times as much: the burst sum's
+    # bound on its one cell is that cell's tail (rounded up to its grid), over 0.4,
+    # the single tests' over 0.2.
+    from sanitizer.checks.duplicates import SINGLE_SHARE, SUM_SHARE
+
     m, n = 2000, 100
     ref, batch = _replica_pair(m, n)
     check = DuplicatesCheck(alpha=0.005).fit(_table(ref, ref))
     result = check.run(_table(batch, ref))
     big = m + n
     exact = n * (n - 1) * (big - n) / (big * (big - 1) * (big - 2))
-    assert result.info["p_bonferroni"] == pytest.approx(n * (n - 1) / (big * (big - 1)) / 0.3)
+    both = n * (n - 1) / (big * (big - 1))
+    assert both <= result.info["p_burst_sum"] <= 1.05 * both
+    assert result.info["p_bonferroni"] == pytest.approx(
+        min(both / SINGLE_SHARE, result.info["p_burst_sum"] / SUM_SHARE)
+    )
     assert result.info["p_bonferroni"] > check.alpha  # Bonferroni alone misses them
     assert result.info["null_draws"] > 1000
     assert result.p_value == pytest.approx(exact, abs=0.0012)
@@ -233,7 +240,7 @@ def test_a_covariate_shift_is_no_burst_sum():
     seed=st.integers(0, 2**16),
 )
 def test_burst_sum_nominal_pvalue_is_conservative(totals, n, m, seed):
-    # The Chernoff bound of the burst sum, on random n-subsets of the pooled rows:
+    # The burst sum's nominal bound, on random n-subsets of the pooled rows:
     # P(p <= u) <= u at every u (with three standard errors of the 2,000 draws).
     from sanitizer.checks.duplicates import _BurstSum
 
@@ -247,6 +254,53 @@ def test_burst_sum_nominal_pvalue_is_conservative(totals, n, m, seed):
     assert ((p > 0) & (p <= 1)).all()
     for u in (0.01, 0.05, 0.2, 0.5):
         assert np.mean(p <= u) <= u + 3 * np.sqrt(u * (1 - u) / 2000)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    totals=st.lists(st.integers(2, 30), min_size=3, max_size=40),
+    share=st.floats(0.05, 0.5),
+    seed=st.integers(0, 2**16),
+)
+def test_shifted_burst_sum_pvalue_is_conservative(totals, share, seed):
+    # Under a covariate shift each pooled row is in the batch on its own (binomial
+    # cells, independent): the same bound on the same sum, P(p <= u) <= u.
+    from sanitizer.checks.duplicates import _binomial_sum_pvalue
+
+    rng = np.random.default_rng(seed)
+    total = np.array(totals)
+    inclusion = np.clip(share * rng.lognormal(0.0, 0.5, total.size), 0.01, 0.9)
+    p = np.array(
+        [
+            _binomial_sum_pvalue(rng.binomial(total, inclusion), total, inclusion)
+            for _ in range(1000)
+        ]
+    )
+    assert ((p > 0) & (p <= 1)).all()
+    for u in (0.01, 0.05, 0.2):
+        assert np.mean(p <= u) <= u + 3 * np.sqrt(u * (1 - u) / 1000)
+
+
+def test_sum_bound_is_the_stop_loss_bound_where_chernoff_is_loose():
+    # Twenty independent cells, each weighing 5 with probability 0.001 and 0 else:
+    # P(S >= 5) = 1 - 0.999**20 = 0.0198, and E[S] / 5 = 0.02 is the stop-loss bound
+    # at a = 0. Chernoff's at the best lambda below 1 is 2.6 times that.
+    from sanitizer.checks.duplicates import SUM_LAMBDAS, _SumBound
+
+    bound = _SumBound()
+    w = np.array([[0.0, 5.0]])
+    bound.add(w, np.log(np.array([[0.999, 0.001]])), count=20)
+    exact = 1.0 - 0.999**20
+    p = bound.pvalue(np.array([0.0, 2.5, 5.0, 7.0, 10.0, 60.0]))
+    assert p[0] == 1.0
+    assert exact <= p[2] <= 0.02 + 1e-9
+    assert p[1] == pytest.approx(0.04, rel=1e-6)  # E[S] / 2.5: a tail no test can beat
+    # two cells at 5: P(S >= 10) ~ C(20, 2) 1e-6; the bound falls with s, past the grid
+    assert 190 * 0.999**18 * 1e-6 <= p[4] < p[3] < p[2]
+    assert 0 < p[5] <= p[4]
+    lam = SUM_LAMBDAS
+    chernoff = np.exp(np.min(20 * np.log(0.999 + 0.001 * np.exp(5 * lam)) - 5 * lam))
+    assert chernoff > 2.5 * p[2]
 
 
 def test_burst_sum_statistic_is_the_truncated_product_of_cell_tails():
@@ -266,7 +320,7 @@ def test_burst_sum_statistic_is_the_truncated_product_of_cell_tails():
     s = burst_sum.statistic(batch, total, burst_sum.cells)
     assert s == pytest.approx([expected, 0.0])
     p = burst_sum.pvalue(s)
-    assert p[1] == 1.0 and 0 < p[0] < 1  # a Chernoff bound: loose, but it falls with S
+    assert p[1] == 1.0 and 0 < p[0] < 1  # a bound: loose, but it falls with S
     assert burst_sum.pvalue(np.array([expected + 5.0]))[0] < p[0] * np.exp(-2.0)
 
 
