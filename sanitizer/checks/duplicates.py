@@ -74,8 +74,8 @@ SUM_TAU = 0.01  # a copy cell below this p adds log(SUM_TAU / p) to the burst su
 SUM_SHARE = 0.4  # the burst sum's share of the level; the three single tests split the rest
 SINGLE_SHARE = (1.0 - SUM_SHARE) / 3.0
 SUM_LAMBDAS = np.linspace(0.05, 0.95, 19)  # Chernoff exponents tried for its nominal p
-SUM_STEP = 0.05  # the stop-loss bound's grid: each cell's weight rounded up to it
-SUM_REACH = 40.0  # the grid's end: a sum beyond it gets the bound there (or Chernoff's)
+SUM_STEP = 0.01  # the stop-loss bound's grid: each cell's weight rounded up to it
+SUM_REACH = 30.0  # the grid's end: a sum beyond it gets the bound there (or Chernoff's)
 
 
 class DuplicatesCheck(Check):
@@ -714,13 +714,28 @@ class _SumBound:
         below = grid * np.cumsum(law) - np.cumsum(grid * law)  # E[(a - S)+] at a = grid
         # E[(S - a)+], with a margin for the FFT's rounding
         excess = np.maximum(self.mean - grid + below, 0.0) + 1e-12
-        table = np.ones(size)
-        for start in range(1, size, 256):
-            gap = grid[start : start + 256, None] - grid[None, :]  # s - a
-            ratio = np.where(gap > 1e-9, excess[None, :] / np.maximum(gap, 1e-9), 1.0)
-            table[start : start + 256] = np.minimum(1.0, ratio.min(axis=1))
-        self._table = table
-        return table
+        self._table = _best_ratios(excess, grid)
+        return self._table
+
+
+def _best_ratios(excess: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """min over grid points a < s of ``excess``(a) / (s - a), capped at 1, at every
+    grid point s (1 at the first), ``excess`` convex and non-increasing.
+
+    The ratio is quasi-convex in a (a convex function over a positive affine one)
+    and its minimiser moves right as s grows (the tangent to ``excess`` through
+    (s, 0)), so one sweep finds them all. Any a gives a valid bound: a sweep that
+    stopped early would only be looser."""
+    table = np.ones(grid.size)
+    best = 0
+    for j in range(1, grid.size):
+        s = grid[j]
+        while best + 1 < j and excess[best + 1] * (s - grid[best]) <= excess[best] * (
+            s - grid[best + 1]
+        ):
+            best += 1
+        table[j] = min(1.0, excess[best] / (s - grid[best]))
+    return table
 
 
 def _weighted_min(single: Any, burst_sum: Any) -> np.ndarray:

@@ -303,6 +303,28 @@ def test_sum_bound_is_the_stop_loss_bound_where_chernoff_is_loose():
     assert chernoff > 2.5 * p[2]
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    probs=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=60),
+    mean_shift=st.floats(0.0, 3.0),
+)
+def test_stop_loss_sweep_finds_the_best_a(probs, mean_shift):
+    # E[(S - a)+] of a random law on the grid (and of S plus a constant): the sweep's
+    # bound at every grid point s is the smallest ratio over all grid points a < s.
+    from sanitizer.checks.duplicates import _best_ratios
+
+    law = np.array(probs) + 1e-9
+    law /= law.sum()
+    grid = np.arange(law.size) * 0.1
+    support = grid + mean_shift
+    excess = np.array([np.sum(law * np.maximum(support - a, 0.0)) for a in grid])
+    table = _best_ratios(excess, grid)
+    assert table[0] == 1.0
+    for j in range(1, grid.size):
+        brute = min(1.0, float(np.min(excess[:j] / (grid[j] - grid[:j]))))
+        assert table[j] == pytest.approx(brute, rel=1e-9, abs=1e-15)
+
+
 def test_burst_sum_statistic_is_the_truncated_product_of_cell_tails():
     from scipy.stats import hypergeom
 
