@@ -629,14 +629,15 @@ def _binomial_sum_pvalue(batch: np.ndarray, total: np.ndarray, inclusion: np.nda
     log_tau = np.log(SUM_TAU)
     usable = (total >= 2) & (total * np.log(np.maximum(inclusion, 1e-300)) <= log_tau)
     t, q, b = total[usable], inclusion[usable], batch[usable]
-    tail = binom.logsf(b - 1, t, q)
-    observed = float(np.sum(np.where(b >= 2, np.maximum(0.0, log_tau - tail), 0.0)))
     bound = _SumBound()
+    observed = 0.0
     for size in np.unique(t):
-        qs = q[t == size][:, None]
+        of_size = t == size
+        qs = q[of_size][:, None]
         k = np.arange(int(size) + 1)[None, :]
         w = np.where(k >= 2, np.maximum(0.0, log_tau - binom.logsf(k - 1, size, qs)), 0.0)
         bound.add(w, binom.logpmf(k, size, qs))
+        observed += float(w[np.arange(qs.shape[0]), b[of_size]].sum())  # the cells' own weights
     return float(bound.pvalue(np.array([observed]))[0])
 
 
