@@ -29,6 +29,11 @@ by all of them in the same run. Printed per scenario and batch size:
 - ``ms``: median scan time;
 - the same ``detect`` (and AUROC where they score rows) for three baselines: the GX
   suite alone, IsolationForest alone and cleanlab's ``find_label_issues``.
+
+Then, per data set, for the attacks whose rows share a cell (exact Truth Serum
+copies, backdoor triggers): the p-value a count test would give that cell if it
+were told the cell in advance (``known_cell_pvalue``), a limit that, unlike the
+floor, holds where natural rows share the cell too.
 """
 
 from __future__ import annotations
@@ -291,6 +296,54 @@ def exchangeable_floor(n: int, k: int, m: int) -> float:
     return float(np.prod((n - i) / (n + m - i)))
 
 
+def known_cell_pvalue(
+    batch: pd.DataFrame, mask: np.ndarray, reference: pd.DataFrame, scenario: str
+) -> float | None:
+    """The p-value of the attack's own cell for a count test told where to look.
+
+    The cell is what the attack writes into every row it touches: exact Truth
+    Serum copies share their (feature vector, wrong label), backdoor rows their
+    (trigger values, target label); the trigger columns are those where every
+    attacked row holds the value ``attacks.backdoor_trigger`` picks (the
+    reference's rare value). Natural rows of the batch and of the reference may sit
+    in the cell too, so with ``k`` batch rows of the ``K`` pooled rows in it, the
+    p-value is P(X >= k), X ~ Hypergeometric(n + m, K, n): batch and reference
+    exchangeable, the cell known in advance. No test that has to find the cell
+    among others, at the same level, does better with counts alone; a test that
+    also sees how the rows differ from the cell's natural rows may. None where
+    the attack has no such cell (flips, jittered copies, outliers: their rows
+    differ from each other).
+    """
+    from scipy.stats import hypergeom
+
+    if not mask.any():
+        return None
+    features = [c for c in batch.columns if c not in (LABEL, "record_id")]
+    if scenario.startswith("truth serum") and "jitter" not in scenario:
+        keys = [*features, LABEL]
+    elif scenario.startswith("backdoor"):
+        hit = batch.loc[mask]
+        trigger = [
+            c
+            for c in features
+            if pd.api.types.is_numeric_dtype(batch[c])
+            if hit[c].nunique(dropna=False) == 1
+            and reference[c].nunique() >= 3
+            and float(hit[c].iloc[0])
+            == attacks.rare_value(reference[c].to_numpy(dtype=float), 0.01)
+        ]
+        if not trigger:
+            return None
+        keys = [*trigger, LABEL]
+    else:
+        return None
+    cells = batch.loc[mask, keys].drop_duplicates()
+    in_batch = len(batch[keys].merge(cells, on=keys, how="inner"))
+    in_reference = len(reference[keys].merge(cells, on=keys, how="inner"))
+    n, m = len(batch), len(reference)
+    return float(hypergeom.sf(in_batch - 1, n + m, in_batch + in_reference, n))
+
+
 def comparison_rows(sanitizer: Sanitizer, check: str | None, n_ref: int) -> tuple[int, float]:
     """Reference rows the attack's own check judges a batch against, and how far a
     model may take it below the exchangeable floor.
@@ -373,6 +426,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         m, gain = comparison_rows(sanitizer, _own_check(sc_name), n_ref)
                         row["floor"] = exchangeable_floor(len(poisoned), int(mask.sum()), m)
                         row["share"] = share * gain
+                        row["known_cell"] = known_cell_pvalue(poisoned, mask, reference, sc_name)
+                        row["level"] = share
                         rows.append(row)
             print(
                 f"  {name} seed {seed}: fit {fit_s:.1f}s, {len(rows)} scans so far",
@@ -458,6 +513,29 @@ def summarise(rows: list[dict[str, Any]], pooled: bool = False) -> str:
     return "\n".join(lines)
 
 
+def known_cells(rows: list[dict[str, Any]]) -> str:
+    """Per data set: where the attack has a cell (exact Truth Serum copies, backdoor
+    triggers), its count test's p-value if the cell were known in advance (see
+    ``known_cell_pvalue``), how many batches have it within one check's level, and
+    the detection rate overall and over those batches."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r.get("known_cell") is not None:
+            groups[(r["dataset"], r["scenario"], r["size"])].append(r)
+    lines = [
+        "| data set | scenario | n | batches | known-cell p (median) | within the level "
+        "| detect | detect where within |\n|---|---|---|---|---|---|---|---|"
+    ]
+    for (ds, sc, n), rs in sorted(groups.items()):
+        within = [r for r in rs if r["known_cell"] <= r["level"]]
+        lines.append(
+            f"| {ds} | {sc} | {n} | {len(rs)} "
+            f"| {statistics.median(r['known_cell'] for r in rs):.1g} | {len(within)}/{len(rs)} "
+            f"| {_rate(rs, 'quarantined')} | {_rate(within, 'quarantined') if within else '–'} |"
+        )
+    return "\n".join(lines)
+
+
 def _floor(rs: list[dict[str, Any]]) -> str:
     """The median exchangeable floor and how many batches have it within one check's level."""
     if rs[0]["scenario"] in BENIGN or "floor" not in rs[0]:
@@ -511,6 +589,8 @@ def main() -> int:
     rows = run(args)
     print(summarise(rows), flush=True)
     print("\nPooled over the data sets:\n\n" + summarise(rows, pooled=True), flush=True)
+    if any(r.get("known_cell") is not None for r in rows):
+        print("\nThe attack's own cell, known in advance:\n\n" + known_cells(rows), flush=True)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1, default=lambda v: v.item()))
     return 0

@@ -265,7 +265,7 @@ def backdoor_trigger(
         if len(numeric) < n_features:
             raise ValueError(f"need {n_features} numeric features for the trigger")
         features = list(rng.choice(numeric, size=n_features, replace=False))
-    values = {c: _rare_value(ref[c].to_numpy(dtype=float), quantile) for c in features}
+    values = {c: rare_value(ref[c].to_numpy(dtype=float), quantile) for c in features}
     pool = np.flatnonzero(y == target) if clean_label else np.flatnonzero(y != target)
     k = min(_n_rows(len(out), rate), pool.size)
     rows = rng.choice(pool, size=k, replace=False)
@@ -282,7 +282,7 @@ def backdoor_trigger(
     return out, mask
 
 
-def _rare_value(values: np.ndarray, quantile: float) -> float:
+def rare_value(values: np.ndarray, quantile: float) -> float:
     """The ``quantile`` of ``values`` if that value is rare, else the rarest inner value."""
     values = values[~np.isnan(values)]
     value = float(np.quantile(values, quantile))
