@@ -212,16 +212,26 @@ def well_informed(frame: pd.DataFrame, p: np.ndarray, size: int, seeds: int) -> 
     return {name: float(np.mean(v)) for name, v in out.items()}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def limits_cli(
+    doc: str, parser: argparse.ArgumentParser | None = None
+) -> tuple[argparse.Namespace, dict[str, Any], list[int]]:
+    """The limit scripts' shared command line: ``--datasets`` and ``--sizes`` (plus
+    whatever ``parser`` already holds); the parsed arguments, every data set by name
+    and the batch sizes. Quiets logging and warnings."""
+    parser = parser or argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--datasets", default="fair,randhie,synthetic,synthetic-3class,digits")
     parser.add_argument("--sizes", default="200,1000")
-    parser.add_argument("--seeds", type=int, default=4, help="real batches per size")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore")
     catalogue = {**datasets(), **held_out_datasets()}
-    sizes = [int(s) for s in args.sizes.split(",")]
+    return args, catalogue, [int(s) for s in args.sizes.split(",")]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=4, help="real batches per size")
+    args, catalogue, sizes = limits_cli(__doc__, parser)
     lines = [
         "| data set | model (log-loss pick) | n | well-informed AUROC: random 5% / 10% / "
         "targeted 5% | Bayes AUROC: random 5% / 10% | NP power 5%: at 0.002 / 0.01 "
