@@ -18,7 +18,7 @@ many rows drawn from Q, weighted to balance), so its log-odds s(x, y) estimates
 log(Q / P). Every real row is scored by the fold model that never saw it; rows of
 Q by the fold models in turn. Then:
 
-- **well-informed AUROC**: real rows against rows of Q, by s. 1.6 to 4 times the
+- **well-informed AUROC**: real rows against rows of Q, by s. 1.6 to 4.8 times the
   reference's rows went into each model, and the label is a feature: an estimate
   of what is reachable, not a bound.
 - **Neyman–Pearson power, in a world where these scores are the truth**: a batch
