@@ -338,7 +338,7 @@ def known_cell_pvalue(
             c
             for c in features
             if pd.api.types.is_numeric_dtype(batch[c])
-            if hit[c].nunique(dropna=False) == 1
+            and hit[c].nunique(dropna=False) == 1
             and reference[c].nunique() >= 3
             and float(hit[c].iloc[0])
             == attacks.rare_value(reference[c].to_numpy(dtype=float), 0.01)
@@ -438,7 +438,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         row["floor"] = exchangeable_floor(len(poisoned), int(mask.sum()), m)
                         row["share"] = share * gain
                         row["known_cell"] = known_cell_pvalue(poisoned, mask, reference, sc_name)
-                        row["level"] = share
                         rows.append(row)
             print(
                 f"  {name} seed {seed}: fit {fit_s:.1f}s, {len(rows)} scans so far",
@@ -538,7 +537,8 @@ def known_cells(rows: list[dict[str, Any]]) -> str:
         "| detect | detect where within |\n|---|---|---|---|---|---|---|---|"
     ]
     for (ds, sc, n), rs in sorted(groups.items()):
-        within = [r for r in rs if r["known_cell"] <= r["level"]]
+        # the cell's check (duplicates, backdoor) gets no tail gain: "share" is its level
+        within = [r for r in rs if r["known_cell"] <= r["share"]]
         lines.append(
             f"| {ds} | {sc} | {n} | {len(rs)} "
             f"| {statistics.median(r['known_cell'] for r in rs):.1g} | {len(within)}/{len(rs)} "

@@ -183,14 +183,12 @@ def main() -> int:
             [np.concatenate(folds[:i] + folds[i + 1 :]) for i in range(FOLDS)], seed=0,
         )  # fmt: skip
         auroc = _auroc(*informed)
-        n_ref = min(REFERENCE_ROWS, len(x) // 2)
+        # one fold model of the outlier check: 80% of a detection.py-sized reference
+        fit_n = min(REFERENCE_ROWS, len(x) // 2) * 4 // 5
         limited = []
         for draw in range(REFERENCE_DRAWS):
-            rows = np.random.default_rng(100 + draw).permutation(len(x))[:n_ref]
-            # one fold model of the outlier check: 80% of the reference
-            limited.append(
-                scores(x, y, groups, n_classes, [rows[: n_ref * 4 // 5]], seed=100 + draw)
-            )
+            rows = np.random.default_rng(100 + draw).permutation(len(x))[:fit_n]
+            limited.append(scores(x, y, groups, n_classes, [rows], seed=100 + draw))
         ref_auroc = float(np.mean([_auroc(*s) for s in limited]))
         for size in sizes:
             if 2 * size > len(x):
@@ -204,7 +202,7 @@ def main() -> int:
             lines.append(
                 f"| {name} | {auroc:.3f} | {size} | "
                 + " | ".join(" / ".join(f"{power[r][lv]:.2f}" for lv in LEVELS) for r in RATES)
-                + f" | {ref_auroc:.3f} ({n_ref * 4 // 5:,}) | "
+                + f" | {ref_auroc:.3f} ({fit_n:,}) | "
                 + " / ".join(f"{small[r]:.2f}" for r in RATES)
                 + " |"
             )
